@@ -1,0 +1,3 @@
+from imix_sweeps.run import main
+
+main()

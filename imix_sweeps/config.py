@@ -1,0 +1,256 @@
+"""Structured configs, compose-time validation, and building objects from ``_target_``.
+
+The YAML tree in ``conf/`` has one group per sweep axis (``method``, ``mix``, ``domain``,
+``backbone``) plus ``optim``, ``eval`` and ``train``; the dataclasses below are its schema,
+registered in Hydra's ConfigStore as ``base_config``. Every group option carries the metadata
+that ``validate`` checks (modalities, mix families), so an invalid combination fails before
+anything is built, with a message that names the conflicting choices and what is allowed.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from hydra.utils import instantiate
+from omegaconf import II, MISSING, DictConfig, OmegaConf
+
+from imix_sweeps.mix import MixStrategy
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+MODALITIES = ("image", "audio", "tabular")
+
+
+# ----------------------------------------------------------------------------- schema
+@dataclass
+class MethodConf:
+    name: str = MISSING
+    families: list[str] = field(
+        default_factory=lambda: ["none", "imix"]
+    )  # mix families it supports
+    modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
+    model: Any = MISSING  # {_target_: imix_sweeps.methods.<builder>, ...options}
+
+
+@dataclass
+class MixConf:
+    name: str = MISSING
+    family: str = "none"
+    alpha: float | None = None
+    modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
+    fn: Any = MISSING  # {_target_: imix_sweeps.mix.<fn>, _partial_: true, ...}
+    input_fn: Any = None
+
+
+@dataclass
+class DomainConf:
+    name: str = MISSING
+    modality: str = MISSING
+    num_classes: int = MISSING
+    root: str | None = None  # where the dataset lives (null for embedded data)
+    temperature: float = 0.2
+    batch_size: int = 256
+    epochs: int = 200
+    data: Any = MISSING  # {_target_: builder returning a Domain}
+
+
+@dataclass
+class BackboneConf:
+    name: str = MISSING
+    modalities: list[str] = field(default_factory=lambda: ["image"])
+    net: Any = MISSING  # {_target_: imix_sweeps.backbones.<builder>, ...}; called with in_shape=
+
+
+@dataclass
+class OptimConf:
+    name: str = "sgd"
+    base_lr: float = 0.125  # lr = base_lr * batch_size / base_batch, unless lr is set
+    base_batch: int = 256
+    lr: float | None = None
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_epochs: float | None = None  # null: official rule (10 if epochs > 500 else 5)
+    schedule: str = "cosine"
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+
+
+@dataclass
+class EvalConf:
+    name: str = "default"
+    linear: bool = True
+    linear_method: str = "lbfgs"  # lbfgs | sgd | pinv
+    linear_epochs: int = 100
+    linear_lr: float = 1.0
+    linear_weight_decay: float = 0.0
+    knn: bool = True
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+    knn_every: int = 0  # monitor every N epochs during pre-training (0: off)
+    fewshot_per_class: int = 0  # >0: also a probe with this many labels per class
+    fewshot_draws: int = 5
+    batch_size: int = 512
+
+
+@dataclass
+class TrainConf:
+    epochs: int = II("domain.epochs")
+    batch_size: int = II("domain.batch_size")
+    amp: bool = True
+    channels_last: bool = False
+    compile: bool = False
+    checkpoint_every: int = 1
+    check_finite_every: int = 10
+    resume: bool = True
+    log_every: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # torch intra-op threads on CPU (0: leave as is)
+
+
+@dataclass
+class Config:
+    method: MethodConf = MISSING
+    mix: MixConf = MISSING
+    domain: DomainConf = MISSING
+    backbone: BackboneConf = MISSING
+    optim: OptimConf = MISSING
+    eval: EvalConf = MISSING
+    train: TrainConf = field(default_factory=TrainConf)
+    seed: int = 0
+    experiment: str | None = None
+    skip_done: bool = True  # a run dir whose results.json says ok for this config is not re-run
+
+
+def register() -> None:
+    ConfigStore.instance().store(name="base_config", node=Config)
+
+
+register()
+
+
+# ----------------------------------------------------------------------------- validation
+class ConfigError(ValueError):
+    """An invalid combination of config choices."""
+
+
+@functools.cache
+def group_options(group: str) -> dict[str, dict]:
+    """``{option name: its YAML as a dict}`` for a group of the committed tree."""
+    out = {}
+    for path in sorted((CONF_DIR / group).glob("*.yaml")):
+        node = OmegaConf.load(path)
+        node.pop("defaults", None)
+        out[path.stem] = OmegaConf.to_container(node, resolve=False)
+    return out
+
+
+def _allowed(group: str, pred) -> str:
+    names = [n for n, o in group_options(group).items() if pred(o)]
+    return ", ".join(names) if names else "(none)"
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ``ConfigError`` for a combination that cannot train, naming the conflict."""
+    dom, bb, mix, meth = cfg.domain, cfg.backbone, cfg.mix, cfg.method
+    modality = dom.modality
+    errors = []
+    if modality not in bb.modalities:
+        errors.append(
+            f"backbone={bb.name} takes {'/'.join(bb.modalities)} inputs, but domain={dom.name} is {modality}; "
+            f"backbones for {modality}: {_allowed('backbone', lambda o: modality in o.get('modalities', []))}"
+        )
+    if modality not in mix.modalities:
+        errors.append(
+            f"mix={mix.name} does not apply to {modality} data (domain={dom.name}); "
+            f"mixes for {modality}: {_allowed('mix', lambda o: modality in o.get('modalities', list(MODALITIES)))}"
+        )
+    if mix.family not in meth.families:
+        errors.append(
+            f"method={meth.name} does not support mix={mix.name} (family {mix.family}); "
+            f"mixes for {meth.name}: {_allowed('mix', lambda o: o.get('family', 'none') in meth.families)}; "
+            f"methods that take mix={mix.name}: {_allowed('method', lambda o: mix.family in o.get('families', ['none', 'imix']))}"
+        )
+    if modality not in meth.modalities:
+        errors.append(
+            f"method={meth.name} needs {'/'.join(meth.modalities)} data, but domain={dom.name} is {modality}; "
+            f"methods for {modality}: {_allowed('method', lambda o: modality in o.get('modalities', list(MODALITIES)))}"
+        )
+    if cfg.train.batch_size < 2:
+        errors.append(
+            f"train.batch_size={cfg.train.batch_size}: contrastive learning needs at least 2 samples"
+        )
+    if errors:
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
+
+
+# ----------------------------------------------------------------------------- derived values
+def lr_of(cfg: DictConfig) -> float:
+    o = cfg.optim
+    return (
+        float(o.lr) if o.lr is not None else float(o.base_lr) * cfg.train.batch_size / o.base_batch
+    )
+
+
+def warmup_of(cfg: DictConfig) -> float:
+    if cfg.optim.warmup_epochs is not None:
+        return float(cfg.optim.warmup_epochs)
+    return 10.0 if cfg.train.epochs > 500 else 5.0
+
+
+def temperature_of(cfg: DictConfig) -> float | None:
+    t = OmegaConf.select(cfg, "method.model.temperature")
+    return float(t) if t is not None else None
+
+
+RUN_ONLY_KEYS = (
+    "train.resume",
+    "train.log_every",
+    "train.device",
+    "train.threads",
+    "skip_done",
+    "train.checkpoint_every",
+    "experiment",
+)
+
+
+def config_hash(cfg: DictConfig, *, include_seed: bool = True) -> str:
+    """sha1 of the resolved config without keys that do not change what is computed."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(c, dict)
+    c.pop("hydra", None)
+    for key in RUN_ONLY_KEYS + (() if include_seed else ("seed",)):
+        head, _, tail = key.rpartition(".")
+        node = c.get(head) if head else c
+        if isinstance(node, dict):
+            node.pop(tail, None)
+    return hashlib.sha1(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- building
+def build_domain(cfg: DictConfig):
+    return instantiate(cfg.domain.data, _convert_="all")
+
+
+def build_mix(cfg: DictConfig) -> MixStrategy:
+    m = cfg.mix
+    return MixStrategy(
+        name=m.name,
+        family=m.family,
+        fn=instantiate(m.fn),
+        input_fn=instantiate(m.input_fn) if m.input_fn is not None else None,
+    )
+
+
+def build_backbone(cfg: DictConfig, in_shape: list[int]):
+    return instantiate(cfg.backbone.net, in_shape=list(in_shape), _convert_="all")
+
+
+def build_method(cfg: DictConfig, backbone, mix: MixStrategy):
+    # Built as a partial, then called: objects passed to instantiate() would be turned into configs.
+    builder = instantiate(cfg.method.model, _partial_=True, _convert_="all")
+    return builder(backbone=backbone, mix=mix)

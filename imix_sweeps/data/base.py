@@ -1,0 +1,132 @@
+"""Domains: what a training run needs from a dataset.
+
+``InMemoryDomain`` holds the whole dataset as tensors and augments batches on the training
+device with per-sample random parameters. Data order and augmentation are pure functions of
+``(seed, epoch, step, rank)``, so a resumed run replays exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+AugmentFn = Callable[[Tensor, torch.Generator], Tensor]
+
+
+class DataMissingError(FileNotFoundError):
+    """A domain's files are not where the config says; the message says what is expected."""
+
+
+def require(path: Path, what: str, how: str) -> Path:
+    """Raise ``DataMissingError`` naming the expected layout unless ``path`` exists."""
+    if not path.exists():
+        raise DataMissingError(f"{what} not found at {path}.\nExpected: {how}")
+    return path
+
+
+def step_generator(*keys: int | str) -> torch.Generator:
+    """A CPU generator seeded by a stable hash of ``keys`` (seed, epoch, step, rank, purpose)."""
+    digest = hashlib.sha256(":".join(str(k) for k in keys).encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+
+
+@dataclass
+class InMemoryDomain:
+    """A dataset that fits in memory, augmented on the device.
+
+    ``train_x``/``test_x``: raw samples (uint8 images are scaled to [0, 1] on the device);
+    ``augment``: batched two-view augmentation (called once per view); ``normalize``: applied
+    after augmentation and to evaluation inputs.
+    """
+
+    name: str
+    modality: str
+    num_classes: int
+    train_x: Tensor
+    train_y: Tensor
+    test_x: Tensor
+    test_y: Tensor
+    augment: AugmentFn
+    normalize: Callable[[Tensor], Tensor] = lambda x: x
+    eval_transform: Callable[[Tensor], Tensor] = lambda x: x
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def in_shape(self) -> list[int]:
+        return list(self.eval_transform(self._to_float(self.test_x[:1])).shape[1:])
+
+    def _to_float(self, x: Tensor) -> Tensor:
+        return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+    def _on(self, name: str, device: torch.device) -> Tensor:
+        key = (name, str(device))
+        if key not in self._cache:
+            self._cache[key] = getattr(self, name).to(device)
+        return self._cache[key]
+
+    def steps_per_epoch(self, batch_size: int, world_size: int = 1) -> int:
+        per_rank = len(self.train_x) // world_size
+        steps = per_rank // (batch_size // world_size)
+        if steps == 0:
+            raise ValueError(
+                f"{self.name}: batch size {batch_size} is larger than the {len(self.train_x)} training samples"
+            )
+        return steps
+
+    def epoch_order(self, epoch: int, seed: int) -> Tensor:
+        return torch.randperm(len(self.train_x), generator=step_generator(seed, epoch, "order"))
+
+    def pretrain_batches(
+        self,
+        epoch: int,
+        batch_size: int,
+        *,
+        seed: int,
+        device: torch.device,
+        rank: int = 0,
+        world_size: int = 1,
+        start_step: int = 0,
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        """Two augmented views ``(x1, x2)`` of this rank's share of the global batch."""
+        local = batch_size // world_size
+        steps = self.steps_per_epoch(batch_size, world_size)
+        order = self.epoch_order(epoch, seed)
+        data = self._on("train_x", device)
+        for step in range(start_step, steps):
+            idx = order[step * batch_size + rank * local : step * batch_size + (rank + 1) * local]
+            x = self._to_float(data[idx.to(device)])
+            g = step_generator(seed, epoch, step, rank, "augment")
+            x1 = self.normalize(self.augment(x, g))
+            x2 = self.normalize(self.augment(x, g))
+            yield x1, x2
+
+    def eval_batches(
+        self, split: str, batch_size: int, *, device: torch.device
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+        xs, ys = self._on(f"{split}_x", device), self._on(f"{split}_y", device)
+        for i in range(0, len(xs), batch_size):
+            x = self.eval_transform(self._to_float(xs[i : i + batch_size]))
+            yield self.normalize(x), ys[i : i + batch_size]
+
+
+def standardize(
+    train: Tensor, *others: Tensor, columns: Sequence[int] | slice | None = None
+) -> list[Tensor]:
+    """Standardise ``columns`` (all by default) with the training split's mean/std."""
+    cols = slice(None) if columns is None else columns
+    mean = train[:, cols].mean(0)
+    std = train[:, cols].std(0)
+    std = torch.where(std < 1e-6, torch.ones_like(std), std)  # constant columns stay as they are
+    out = []
+    for t in (train, *others):
+        t = t.clone().float()
+        t[:, cols] = (t[:, cols] - mean) / std
+        out.append(t)
+    return out

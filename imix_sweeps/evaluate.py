@@ -1,0 +1,183 @@
+"""Evaluation of frozen features: linear probe, few-label probe, closed-form head, kNN monitor.
+
+Features are extracted once per evaluation (backbone in eval mode, no augmentation) and every
+classifier works on those tensors on the training device.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@torch.no_grad()
+def extract(
+    backbone: nn.Module, batches, *, amp_dtype: torch.dtype | None = None
+) -> tuple[Tensor, Tensor]:
+    """Features ``[N, D]`` (float32) and labels ``[N]`` of every batch, backbone in eval mode."""
+    was_training = backbone.training
+    backbone.eval()
+    feats, labels = [], []
+    for x, y in batches:
+        with torch.autocast(x.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            feats.append(backbone(x).float())
+        labels.append(y)
+    backbone.train(was_training)
+    return torch.cat(feats), torch.cat(labels)
+
+
+def knn_top1(
+    train_f: Tensor,
+    train_y: Tensor,
+    test_f: Tensor,
+    test_y: Tensor,
+    *,
+    k: int = 200,
+    temperature: float = 0.1,
+    num_classes: int | None = None,
+    chunk: int = 1024,
+) -> float:
+    """Weighted kNN (InstDisc / Un-Mix monitor): cosine similarity, top-k neighbours voting with
+    weight exp(sim / t). Returns top-1 in %."""
+    c = int(num_classes or int(train_y.max()) + 1)
+    train_f, test_f = F.normalize(train_f, dim=1), F.normalize(test_f, dim=1)
+    k = min(k, train_f.shape[0])
+    correct = 0
+    for i in range(0, test_f.shape[0], chunk):
+        sim = test_f[i : i + chunk] @ train_f.t()  # [b, N]
+        w, idx = sim.topk(k, dim=1)  # [b, k]
+        votes = torch.zeros(sim.shape[0], c, device=sim.device)
+        votes.scatter_add_(1, train_y[idx], (w / temperature).exp())
+        correct += (votes.argmax(1) == test_y[i : i + chunk]).sum().item()
+    return 100.0 * correct / test_f.shape[0]
+
+
+@dataclass
+class LinearProbeConfig:
+    method: str = (
+        "lbfgs"  # lbfgs (full batch) | sgd (mini-batch, official schedule) | pinv (closed form)
+    )
+    epochs: int = 100
+    lr: float = 1.0
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    max_iter: int = 300
+
+
+def _standardize(train_f: Tensor, *others: Tensor) -> list[Tensor]:
+    mean, std = train_f.mean(0), train_f.std(0).clamp_min(1e-6)
+    return [(t - mean) / std for t in (train_f, *others)]
+
+
+def fit_linear(
+    train_f: Tensor, train_y: Tensor, num_classes: int, cfg: LinearProbeConfig, *, seed: int = 0
+) -> nn.Linear:
+    """A linear classifier on (standardised) features."""
+    d = train_f.shape[1]
+    torch.manual_seed(seed)
+    clf = nn.Linear(d, num_classes).to(train_f.device)
+    if cfg.method == "pinv":
+        onehot = F.one_hot(train_y, num_classes).float()
+        ones = torch.ones(train_f.shape[0], 1, device=train_f.device)
+        sol = torch.linalg.lstsq(torch.cat([train_f, ones], 1).cpu(), onehot.cpu()).solution.to(
+            train_f.device
+        )
+        clf.weight.data.copy_(sol[:-1].t())
+        clf.bias.data.copy_(sol[-1])
+        return clf
+    if cfg.method == "lbfgs":
+        opt = torch.optim.LBFGS(
+            clf.parameters(), lr=cfg.lr, max_iter=cfg.max_iter, line_search_fn="strong_wolfe"
+        )
+
+        def closure() -> Tensor:
+            opt.zero_grad()
+            loss = (
+                F.cross_entropy(clf(train_f), train_y) + cfg.weight_decay * clf.weight.pow(2).sum()
+            )
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        return clf
+    if cfg.method == "sgd":
+        opt = torch.optim.SGD(
+            clf.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay
+        )
+        n = train_f.shape[0]
+        steps = math.ceil(n / cfg.batch_size)
+        sched = torch.optim.lr_scheduler.MultiStepLR(
+            opt,
+            [
+                int(cfg.epochs * 0.8) * steps,
+                int(cfg.epochs * 0.9) * steps,
+                int(cfg.epochs * 0.95) * steps,
+            ],
+            0.2,
+        )
+        g = torch.Generator().manual_seed(seed)
+        for _ in range(cfg.epochs):
+            order = torch.randperm(n, generator=g).to(train_f.device)
+            for i in range(0, n, cfg.batch_size):
+                idx = order[i : i + cfg.batch_size]
+                loss = F.cross_entropy(clf(train_f[idx]), train_y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+        return clf
+    raise ValueError(f"unknown linear probe method {cfg.method!r}; allowed: lbfgs, sgd, pinv")
+
+
+@torch.no_grad()
+def accuracy(clf: nn.Module, f: Tensor, y: Tensor) -> float:
+    return 100.0 * (clf(f).argmax(1) == y).float().mean().item()
+
+
+def linear_top1(
+    train_f: Tensor,
+    train_y: Tensor,
+    test_f: Tensor,
+    test_y: Tensor,
+    num_classes: int,
+    cfg: LinearProbeConfig,
+    *,
+    seed: int = 0,
+) -> float:
+    train_f, test_f = _standardize(train_f, test_f)
+    with torch.enable_grad():
+        clf = fit_linear(train_f, train_y, num_classes, cfg, seed=seed)
+    return accuracy(clf, test_f, test_y)
+
+
+def fewshot_top1(
+    train_f: Tensor,
+    train_y: Tensor,
+    test_f: Tensor,
+    test_y: Tensor,
+    num_classes: int,
+    cfg: LinearProbeConfig,
+    *,
+    per_class: int,
+    draws: int = 5,
+    seed: int = 0,
+) -> float:
+    """Mean linear top-1 over ``draws`` seeded subsets of ``per_class`` labelled samples per class.
+    Tells representations apart where the full linear probe saturates."""
+    accs = []
+    for d in range(draws):
+        g = torch.Generator().manual_seed(seed * 1000 + d)
+        idx = []
+        for c in range(num_classes):
+            members = (train_y == c).nonzero().flatten().cpu()
+            pick = members[torch.randperm(len(members), generator=g)[:per_class]]
+            idx.append(pick)
+        sel = torch.cat(idx).to(train_f.device)
+        accs.append(
+            linear_top1(train_f[sel], train_y[sel], test_f, test_y, num_classes, cfg, seed=seed + d)
+        )
+    return sum(accs) / len(accs)

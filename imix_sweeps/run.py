@@ -1,0 +1,301 @@
+"""The Hydra app: ``imix-sweeps [overrides]`` or ``python -m imix_sweeps``.
+
+One run = validate the composed config -> build domain, backbone, mix, method -> pre-train
+(resuming from the run dir) -> evaluate -> ``results.json``. ``results.json`` is written at the
+start (status ``running``) and at the end, also when the run fails (status ``failed`` with
+the reason), so a sweep's outcome is always on disk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import subprocess
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from imix_sweeps import dist
+from imix_sweeps.config import (
+    CONF_DIR,
+    build_backbone,
+    build_domain,
+    build_method,
+    build_mix,
+    config_hash,
+    lr_of,
+    temperature_of,
+    validate,
+    warmup_of,
+)
+from imix_sweeps.evaluate import LinearProbeConfig, extract, fewshot_top1, knn_top1, linear_top1
+from imix_sweeps.train import TrainSpec, atomic_save_text, train
+
+log = logging.getLogger("imix_sweeps")
+
+RESULTS = "results.json"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=CONF_DIR.parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() if out.returncode == 0 else None
+    except Exception:
+        return None
+
+
+def _device(cfg: DictConfig) -> torch.device:
+    want = cfg.train.device
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    if want == "cuda":
+        return torch.device("cuda", dist.info().local_rank)
+    return torch.device(want)
+
+
+def spec_of(cfg: DictConfig) -> TrainSpec:
+    t, o = cfg.train, cfg.optim
+    return TrainSpec(
+        epochs=t.epochs,
+        batch_size=t.batch_size,
+        lr=lr_of(cfg),
+        momentum=o.momentum,
+        weight_decay=o.weight_decay,
+        warmup_epochs=warmup_of(cfg),
+        schedule=o.schedule,
+        milestones=list(o.milestones),
+        gamma=o.gamma,
+        seed=cfg.seed,
+        amp=t.amp,
+        channels_last=t.channels_last,
+        compile=t.compile,
+        checkpoint_every=t.checkpoint_every,
+        check_finite_every=t.check_finite_every,
+        knn_every=cfg.eval.knn_every,
+        knn_k=cfg.eval.knn_k,
+        knn_temperature=cfg.eval.knn_temperature,
+        resume=t.resume,
+        log_every=t.log_every,
+    )
+
+
+def base_results(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """The config-derived part of ``results.json`` (what analysis groups runs by)."""
+    return {
+        "method": cfg.method.name,
+        "mix": cfg.mix.name,
+        "domain": cfg.domain.name,
+        "backbone": cfg.backbone.name,
+        "seed": cfg.seed,
+        "epochs": cfg.train.epochs,
+        "batch_size": cfg.train.batch_size,
+        "lr": lr_of(cfg),
+        "temperature": temperature_of(cfg),
+        "alpha": cfg.mix.alpha,
+        "eval": cfg.eval.linear_method if cfg.eval.linear_method == "pinv" else "linear",
+        "linear_top1": None,
+        "knn_top1": None,
+        "fewshot_top1": None,
+        "final_loss": None,
+        "wall_seconds": 0.0,
+        "status": "running",
+        "reason": None,
+        "log_path": None,
+        "config_hash": config_hash(cfg),
+        "cell_hash": config_hash(cfg, include_seed=False),
+        "git_commit": _git_commit(),
+        "experiment": cfg.experiment,
+        "world_size": dist.info().world_size,
+        "started_at": _now(),
+        "finished_at": None,
+        "run_dir": str(run_dir.resolve()),
+    }
+
+
+def write_results(run_dir: Path, results: dict[str, Any]) -> None:
+    atomic_save_text(json.dumps(results, indent=1, sort_keys=True) + "\n", run_dir / RESULTS)
+
+
+def read_results(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((run_dir / RESULTS).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def evaluate(cfg: DictConfig, model, domain, device: torch.device) -> dict[str, float]:
+    e = cfg.eval
+    backbone = model.backbone
+    amp_dtype = torch.bfloat16 if (cfg.train.amp and device.type == "cuda") else None
+    train_f, train_y = extract(
+        backbone, domain.eval_batches("train", e.batch_size, device=device), amp_dtype=amp_dtype
+    )
+    test_f, test_y = extract(
+        backbone, domain.eval_batches("test", e.batch_size, device=device), amp_dtype=amp_dtype
+    )
+    probe = LinearProbeConfig(
+        method=e.linear_method,
+        epochs=e.linear_epochs,
+        lr=e.linear_lr,
+        weight_decay=e.linear_weight_decay,
+        batch_size=256,
+    )
+    out: dict[str, float] = {}
+    if e.linear:
+        out["linear_top1"] = linear_top1(
+            train_f, train_y, test_f, test_y, domain.num_classes, probe, seed=cfg.seed
+        )
+    if e.knn:
+        out["knn_top1"] = knn_top1(
+            train_f,
+            train_y,
+            test_f,
+            test_y,
+            k=e.knn_k,
+            temperature=e.knn_temperature,
+            num_classes=domain.num_classes,
+        )
+    if e.fewshot_per_class > 0:
+        out["fewshot_top1"] = fewshot_top1(
+            train_f,
+            train_y,
+            test_f,
+            test_y,
+            domain.num_classes,
+            probe,
+            per_class=e.fewshot_per_class,
+            draws=e.fewshot_draws,
+            seed=cfg.seed,
+        )
+    return out
+
+
+def run(
+    cfg: DictConfig,
+    run_dir: Path,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+    log_path: Path | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate one config in ``run_dir``; return (and write) its results.
+
+    Raises after writing ``status: failed`` when anything goes wrong. A preempted run (``should_stop``)
+    returns with ``status: preempted`` and its checkpoint in place.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    validate(cfg)
+    info = dist.init_from_env()
+    results = base_results(cfg, run_dir)
+    results["log_path"] = str(log_path) if log_path else None
+    previous = read_results(run_dir)
+    if (
+        cfg.skip_done
+        and previous
+        and previous.get("status") == "ok"
+        and previous.get("config_hash") == results["config_hash"]
+    ):
+        log.info("skipping %s: results.json already says ok for this config", run_dir)
+        return previous
+    if previous and previous.get("started_at"):
+        results["started_at"] = previous["started_at"]
+    t0 = time.time() - float((previous or {}).get("wall_seconds") or 0.0)
+    if info.is_main:
+        write_results(run_dir, results)
+    try:
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        torch.manual_seed(cfg.seed)
+        device = _device(cfg)
+        domain = build_domain(cfg)
+        backbone = build_backbone(cfg, domain.in_shape)
+        method = build_method(cfg, backbone, build_mix(cfg))
+        log.info(
+            "run %s: method=%s mix=%s domain=%s backbone=%s seed=%d on %s (world %d)",
+            run_dir,
+            cfg.method.name,
+            cfg.mix.name,
+            cfg.domain.name,
+            cfg.backbone.name,
+            cfg.seed,
+            device,
+            info.world_size,
+        )
+        out = train(
+            method,
+            domain,
+            spec_of(cfg),
+            run_dir,
+            device=device,
+            config_hash=results["config_hash"],
+            should_stop=should_stop,
+        )
+        results["final_loss"] = out.final_loss
+        if out.preempted:
+            results.update(status="preempted", wall_seconds=round(time.time() - t0, 2))
+        else:
+            if info.is_main:
+                results.update(evaluate(cfg, method, domain, device))
+            results.update(status="ok", wall_seconds=round(time.time() - t0, 2), finished_at=_now())
+            log.info(
+                "done: linear %s knn %s fewshot %s (%.1fs)",
+                results["linear_top1"],
+                results["knn_top1"],
+                results["fewshot_top1"],
+                results["wall_seconds"],
+            )
+    except BaseException as e:
+        results.update(
+            status="failed",
+            reason=f"{type(e).__name__}: {e}",
+            wall_seconds=round(time.time() - t0, 2),
+            finished_at=_now(),
+        )
+        if info.is_main:
+            write_results(run_dir, results)
+        log.error("run failed: %s\n%s", results["reason"], traceback.format_exc())
+        raise
+    if info.is_main:
+        write_results(run_dir, results)
+    dist.barrier()
+    return results
+
+
+def _hydra_log_path() -> Path | None:
+    try:
+        hc = HydraConfig.get()
+        return Path(hc.runtime.output_dir) / f"{hc.job.name}.log"
+    except ValueError:
+        return None
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+def app(cfg: DictConfig) -> dict[str, Any]:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    return run(cfg, run_dir, log_path=_hydra_log_path())
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,325 @@
+"""The pre-training loop, readable top to bottom.
+
+    for epoch:                       (resumes from checkpoint.pt in the run dir)
+        for step: two views -> method(x1, x2) -> loss -> backward -> SGD step (lr per step)
+        every epoch: metrics.jsonl line, kNN monitor if due, atomic checkpoint
+    stop early (checkpoint kept, status "preempted") when ``should_stop()`` turns true
+
+No host synchronisation inside a step except the finite-loss check every
+``check_finite_every`` steps; epoch metrics are accumulated on the device.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from imix_sweeps import dist
+from imix_sweeps.data.base import step_generator
+from imix_sweeps.evaluate import extract, knn_top1
+
+log = logging.getLogger("imix_sweeps.train")
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or inf; the run stops and the last good checkpoint is kept."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint exists but cannot be used (unreadable, or written by another config)."""
+
+
+@dataclass
+class TrainSpec:
+    epochs: int = 10
+    batch_size: int = 256  # global batch (all ranks)
+    lr: float = 0.125  # after batch scaling
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 5
+    schedule: str = "cosine"  # cosine | step
+    milestones: list[int] = field(default_factory=list)  # for step: epochs where lr *= gamma
+    gamma: float = 0.1
+    seed: int = 0
+    amp: bool = True  # bf16 autocast where the device supports it (CUDA)
+    channels_last: bool = False
+    compile: bool = False
+    fused_optimizer: bool = True  # fused SGD on CUDA
+    checkpoint_every: int = 1  # epochs; 0 = only at the end / on preemption
+    check_finite_every: int = 10  # steps
+    knn_every: int = 0  # epochs; 0 = never during training
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+    resume: bool = True
+    log_every: int = 0  # steps; 0 = one line per epoch
+
+
+def lr_at(spec: TrainSpec, epoch_float: float) -> float:
+    """Linear warmup from 0 over ``warmup_epochs``, then cosine to 0 (or step decay)."""
+    if spec.warmup_epochs > 0 and epoch_float < spec.warmup_epochs:
+        return spec.lr * epoch_float / spec.warmup_epochs
+    if spec.schedule == "cosine":
+        span = max(spec.epochs - spec.warmup_epochs, 1e-8)
+        progress = min((epoch_float - spec.warmup_epochs) / span, 1.0)
+        return spec.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if spec.schedule == "step":
+        return spec.lr * spec.gamma ** sum(epoch_float >= m for m in spec.milestones)
+    raise ValueError(f"unknown schedule {spec.schedule!r}; allowed: cosine, step")
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_save_text(text: str, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(run_dir: Path, config_hash: str | None) -> dict | None:
+    path = run_dir / CHECKPOINT
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # truncated or corrupt file
+        raise CheckpointError(
+            f"checkpoint {path} is unreadable ({type(e).__name__}: {e}). It was left in place; move it "
+            "away to start this run from scratch, or set train.resume=false."
+        ) from e
+    if config_hash is not None and state.get("config_hash") not in (None, config_hash):
+        raise CheckpointError(
+            f"checkpoint {path} was written by a different config (hash {state.get('config_hash')}, "
+            f"this run {config_hash}). Use a fresh output dir, or set train.resume=false to overwrite it."
+        )
+    return state
+
+
+def append_metrics(run_dir: Path, row: dict) -> None:
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def truncate_metrics(run_dir: Path, last_epoch: int) -> None:
+    """Drop metric lines of epochs after ``last_epoch`` (written after the checkpoint we resume)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return
+    keep = [
+        ln
+        for ln in path.read_text().splitlines()
+        if ln.strip() and json.loads(ln)["epoch"] <= last_epoch
+    ]
+    path.write_text("".join(ln + "\n" for ln in keep))
+
+
+@dataclass
+class TrainResult:
+    final_loss: float | None
+    epochs_done: int
+    preempted: bool = False
+    history: list[dict] = field(default_factory=list)
+
+
+def _optimizer(model: nn.Module, spec: TrainSpec, device: torch.device) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    kwargs: dict[str, Any] = {
+        "lr": spec.lr,
+        "momentum": spec.momentum,
+        "weight_decay": spec.weight_decay,
+    }
+    if spec.fused_optimizer and device.type == "cuda":
+        kwargs["fused"] = True
+    return torch.optim.SGD(params, **kwargs)
+
+
+def knn_monitor(
+    model: nn.Module, domain, spec: TrainSpec, device: torch.device, amp_dtype
+) -> float:
+    backbone = model.backbone
+    train_f, train_y = extract(
+        backbone, domain.eval_batches("train", 512, device=device), amp_dtype=amp_dtype
+    )
+    test_f, test_y = extract(
+        backbone, domain.eval_batches("test", 512, device=device), amp_dtype=amp_dtype
+    )
+    return knn_top1(
+        train_f,
+        train_y,
+        test_f,
+        test_y,
+        k=spec.knn_k,
+        temperature=spec.knn_temperature,
+        num_classes=domain.num_classes,
+    )
+
+
+def train(
+    model: nn.Module,
+    domain,
+    spec: TrainSpec,
+    run_dir: Path,
+    *,
+    device: torch.device,
+    config_hash: str | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> TrainResult:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    info = dist.info()
+    amp_dtype = torch.bfloat16 if (spec.amp and device.type == "cuda") else None
+    model.to(device)
+    if spec.channels_last:
+        model.to(memory_format=torch.channels_last)
+    ddp_model: nn.Module = model
+    if info.world_size > 1:
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            broadcast_buffers=False,
+        )
+    step_fn: nn.Module = torch.compile(ddp_model) if spec.compile else ddp_model  # type: ignore[assignment]
+    opt = _optimizer(model, spec, device)
+    steps_per_epoch = domain.steps_per_epoch(spec.batch_size, info.world_size)
+
+    # ---- resume
+    start_epoch, start_step, history = 0, 0, []
+    state = load_checkpoint(run_dir, config_hash) if spec.resume else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start_epoch, start_step, history = state["epoch"], state["step"], state["history"]
+        if info.is_main:
+            truncate_metrics(run_dir, start_epoch - 1)
+        log.info(
+            "resumed from %s at epoch %d step %d", run_dir / CHECKPOINT, start_epoch, start_step
+        )
+
+    def save(epoch: int, step: int, partial_loss: tuple[float, int] = (0.0, 0)) -> None:
+        if info.is_main:
+            atomic_save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "epoch": epoch,
+                    "step": step,
+                    "history": history,
+                    "config_hash": config_hash,
+                    "partial_loss": partial_loss,
+                },
+                run_dir / CHECKPOINT,
+            )
+        dist.barrier()
+
+    model.train()
+    final_loss = history[-1]["loss"] if history else None
+    for epoch in range(start_epoch, spec.epochs):
+        t0 = time.time()
+        loss_sum = torch.zeros((), device=device)
+        prev_sum, prev_n = (
+            state["partial_loss"] if (state is not None and epoch == start_epoch) else (0.0, 0)
+        )
+        loss_sum += prev_sum
+        n_steps = prev_n
+        first = start_step if epoch == start_epoch else 0
+        batches = domain.pretrain_batches(
+            epoch,
+            spec.batch_size,
+            seed=spec.seed,
+            device=device,
+            rank=info.rank,
+            world_size=info.world_size,
+            start_step=first,
+        )
+        for step, (x1, x2) in enumerate(batches, start=first):
+            lr = lr_at(spec, epoch + step / steps_per_epoch)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            if spec.channels_last and x1.dim() == 4:
+                x1, x2 = (
+                    x1.contiguous(memory_format=torch.channels_last),
+                    x2.contiguous(memory_format=torch.channels_last),
+                )
+            gen = step_generator(spec.seed, epoch, step, info.rank, "mix")
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                out = step_fn(x1, x2, generator=gen)
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            opt.step()
+            loss_sum += out.loss.detach().float()
+            n_steps += 1
+            if spec.check_finite_every and (step + 1) % spec.check_finite_every == 0:
+                _check_finite(loss_sum, epoch, step)
+            if spec.log_every and info.is_main and (step + 1) % spec.log_every == 0:
+                log.info(
+                    "epoch %d step %d/%d loss %.4f lr %.4g",
+                    epoch + 1,
+                    step + 1,
+                    steps_per_epoch,
+                    out.loss.item(),
+                    lr,
+                )
+            if should_stop():
+                _check_finite(loss_sum, epoch, step)
+                save(epoch, step + 1, (float(loss_sum), n_steps))
+                log.info("stop requested: checkpointed at epoch %d step %d", epoch, step + 1)
+                return TrainResult(final_loss, epoch, preempted=True, history=history)
+        _check_finite(loss_sum, epoch, steps_per_epoch - 1)
+        mean_loss = float(dist.all_reduce_mean(loss_sum / max(n_steps, 1)))
+        row = {
+            "epoch": epoch + 1,
+            "step": (epoch + 1) * steps_per_epoch,
+            "loss": mean_loss,
+            "lr": lr_at(spec, epoch + 1 - 1e-9),
+            "epoch_seconds": round(time.time() - t0, 3),
+        }
+        if spec.knn_every and ((epoch + 1) % spec.knn_every == 0 or epoch + 1 == spec.epochs):
+            row["knn_top1"] = knn_monitor(model, domain, spec, device, amp_dtype)
+        history.append(row)
+        final_loss = mean_loss
+        if info.is_main:
+            append_metrics(run_dir, row)
+            knn = f" knn {row['knn_top1']:.2f}" if "knn_top1" in row else ""
+            log.info(
+                "epoch %d/%d loss %.4f lr %.4g %.1fs%s",
+                epoch + 1,
+                spec.epochs,
+                mean_loss,
+                row["lr"],
+                row["epoch_seconds"],
+                knn,
+            )
+        state = None
+        last = epoch + 1 == spec.epochs
+        if last or (spec.checkpoint_every and (epoch + 1) % spec.checkpoint_every == 0):
+            save(epoch + 1, 0)
+    return TrainResult(final_loss, spec.epochs, history=history)
+
+
+def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int) -> None:
+    if not torch.isfinite(loss_sum):
+        raise NonFiniteLossError(
+            f"loss is not finite at epoch {epoch + 1}, by step {step + 1}; the run stopped and the last "
+            "good checkpoint was kept (try a lower lr, a higher temperature, or train.amp=false)"
+        )
