@@ -202,7 +202,6 @@ def run(
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    validate(cfg)
     info = dist.init_from_env()
     results = base_results(cfg, run_dir)
     results["log_path"] = str(log_path) if log_path else None
@@ -221,6 +220,7 @@ def run(
     if info.is_main:
         write_results(run_dir, results)
     try:
+        validate(cfg)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.seed)

@@ -211,7 +211,9 @@ def train(
         opt.load_state_dict(state["optimizer"])
         start_epoch, start_step, history = state["epoch"], state["step"], state["history"]
         if info.is_main:
-            truncate_metrics(run_dir, start_epoch - 1)
+            truncate_metrics(
+                run_dir, start_epoch
+            )  # metrics epochs are 1-based: keep the completed ones
         log.info(
             "resumed from %s at epoch %d step %d", run_dir / CHECKPOINT, start_epoch, start_step
         )
