@@ -10,6 +10,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from imix_sweeps.config import (
+    CONF_DIR,
     ConfigError,
     build_backbone,
     build_method,
@@ -161,3 +162,10 @@ def test_every_option_declares_its_metadata():
     for name, opt in group_options("method").items():
         assert opt["name"] == name and "_target_" in opt["model"], name
     assert OmegaConf.is_config(compose())
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")))
+def test_named_experiments_compose_and_validate(name):
+    cfg = compose([f"+experiment={name}"])
+    validate(cfg)
+    assert cfg.experiment == name
