@@ -28,7 +28,7 @@ from imix_sweeps.heads import build_head
 from imix_sweeps.methods.common import StepOut
 from imix_sweeps.methods.family import check_family
 from imix_sweeps.methods.memory import MemoryBank
-from imix_sweeps.mix import MixStrategy, apply_to_views
+from imix_sweeps.mix import MixStrategy, apply_input_mix, apply_to_views
 
 FAMILIES = ("none", "im")
 COLORS = ("lab", "ycbcr")
@@ -204,6 +204,7 @@ class CMC(nn.Module):
         index: Tensor | None = None,
     ) -> StepOut:
         index = self.memory_1.check_ready(index)
+        x1, x2 = apply_input_mix(self.mix, x1, x2, generator)  # InputMix, if configured
         if self.mix.family == "im":
             x1, _ = apply_to_views(self.mix.fn, x1, None, generator)
         v1, v2 = self.views(x1)
