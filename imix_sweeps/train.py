@@ -191,7 +191,7 @@ def train(
     amp_dtype = torch.bfloat16 if (spec.amp and device.type == "cuda") else None
     needs_index = getattr(model, "needs_index", False)  # memory-bank methods (InsDis, CMC)
     if needs_index:
-        model.bind_num_samples(domain.num_train)
+        model.bind_num_samples(domain.num_pretrain)
     model.to(device)
     if spec.channels_last:
         model.to(memory_format=torch.channels_last)

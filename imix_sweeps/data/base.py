@@ -70,8 +70,8 @@ class InMemoryDomain:
         return self._cache[key]
 
     @property
-    def num_train(self) -> int:
-        """Number of training samples (the size of a memory bank over them)."""
+    def num_pretrain(self) -> int:
+        """Number of pre-training samples (what the indices of with_index=True range over)."""
         return len(self.train_x)
 
     def steps_per_epoch(self, batch_size: int, world_size: int = 1) -> int:
