@@ -124,4 +124,4 @@ def test_cmc_trains_on_colour_digits_and_its_loss_falls(tmp_path, loss, mix):
     out = train(model, dom, spec, tmp_path, device=torch.device("cpu"))
     ls = [h["loss"] for h in out.history]
     assert ls[-1] < ls[0], ls
-    assert model.memory_1.bank.shape == (dom.num_train, 16)
+    assert model.memory_1.bank.shape == (dom.num_pretrain, 16)
