@@ -34,6 +34,7 @@ class MethodConf:
         default_factory=lambda: ["none", "imix"]
     )  # mix families it supports
     modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
+    domains: list[str] | None = None  # domains it can run on (null: any), e.g. colour images only
     model: Any = MISSING  # {_target_: imix_sweeps.methods.<builder>, ...options}
 
 
@@ -45,6 +46,7 @@ class MixConf:
     modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
     fn: Any = MISSING  # {_target_: imix_sweeps.mix.<fn>, _partial_: true, ...}
     input_fn: Any = None
+    backbones: list[str] | None = None  # backbones it can run on (null: any), e.g. manifold mixing
 
 
 @dataclass
@@ -174,6 +176,16 @@ def validate(cfg: DictConfig) -> None:
             f"method={meth.name} does not support mix={mix.name} (family {mix.family}); "
             f"mixes for {meth.name}: {_allowed('mix', lambda o: o.get('family', 'none') in meth.families)}; "
             f"methods that take mix={mix.name}: {_allowed('method', lambda o: mix.family in o.get('families', ['none', 'imix']))}"
+        )
+    if mix.get("backbones") is not None and bb.name not in mix.backbones:
+        errors.append(
+            f"mix={mix.name} cannot run on backbone={bb.name}; backbones for mix={mix.name}: "
+            f"{', '.join(mix.backbones)}"
+        )
+    if meth.get("domains") is not None and dom.name not in meth.domains:
+        errors.append(
+            f"method={meth.name} cannot run on domain={dom.name}; domains for method={meth.name}: "
+            f"{', '.join(meth.domains)}"
         )
     if modality not in meth.modalities:
         errors.append(

@@ -185,6 +185,9 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     info = dist.info()
     amp_dtype = torch.bfloat16 if (spec.amp and device.type == "cuda") else None
+    needs_index = getattr(model, "needs_index", False)  # memory-bank methods (InsDis, CMC)
+    if needs_index:
+        model.bind_num_samples(domain.num_pretrain)
     model.to(device)
     if spec.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -249,8 +252,9 @@ def train(
             rank=info.rank,
             world_size=info.world_size,
             start_step=first,
+            **({"with_index": True} if needs_index else {}),
         )
-        for step, (x1, x2) in enumerate(batches, start=first):
+        for step, (x1, x2, *index) in enumerate(batches, start=first):
             lr = lr_at(spec, epoch + step / steps_per_epoch)
             for group in opt.param_groups:
                 group["lr"] = lr
@@ -261,7 +265,7 @@ def train(
                 )
             gen = step_generator(spec.seed, epoch, step, info.rank, "mix")
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                out = step_fn(x1, x2, generator=gen)
+                out = step_fn(x1, x2, generator=gen, **({"index": index[0]} if index else {}))
             opt.zero_grad(set_to_none=True)
             out.loss.backward()
             opt.step()

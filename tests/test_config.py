@@ -64,8 +64,15 @@ def test_method_mix_grid_composes_and_steps_or_is_rejected_clearly(method, mix, 
         return
     dom = embedded[domain]
     model = build_method(cfg, build_backbone(cfg, dom.in_shape), build_mix(cfg))
-    x1, x2 = next(dom.pretrain_batches(0, 16, seed=0, device=torch.device("cpu")))
-    out = model(x1, x2, generator=torch.Generator().manual_seed(0))
+    extra = {}
+    if getattr(model, "needs_index", False):  # memory-bank methods get sample indices
+        model.bind_num_samples(dom.num_pretrain)
+        x1, x2, extra["index"] = next(
+            dom.pretrain_batches(0, 16, seed=0, device=torch.device("cpu"), with_index=True)
+        )
+    else:
+        x1, x2 = next(dom.pretrain_batches(0, 16, seed=0, device=torch.device("cpu")))
+    out = model(x1, x2, generator=torch.Generator().manual_seed(0), **extra)
     assert out.loss.dim() == 0 and torch.isfinite(out.loss)
     out.loss.backward()
 

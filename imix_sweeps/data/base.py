@@ -69,6 +69,11 @@ class InMemoryDomain:
             self._cache[key] = getattr(self, name).to(device)
         return self._cache[key]
 
+    @property
+    def num_pretrain(self) -> int:
+        """Number of pre-training samples (what the indices of with_index=True range over)."""
+        return len(self.train_x)
+
     def steps_per_epoch(self, batch_size: int, world_size: int = 1) -> int:
         per_rank = len(self.train_x) // world_size
         steps = per_rank // (batch_size // world_size)
@@ -91,8 +96,11 @@ class InMemoryDomain:
         rank: int = 0,
         world_size: int = 1,
         start_step: int = 0,
-    ) -> Iterator[tuple[Tensor, Tensor]]:
-        """Two augmented views ``(x1, x2)`` of this rank's share of the global batch."""
+        with_index: bool = False,
+    ) -> Iterator[tuple[Tensor, ...]]:
+        """Two augmented views ``(x1, x2)`` of this rank's share of the global batch;
+        ``with_index``: ``(x1, x2, idx)`` with each sample's index into the training set
+        (memory-bank methods)."""
         local = batch_size // world_size
         steps = self.steps_per_epoch(batch_size, world_size)
         order = self.epoch_order(epoch, seed)
@@ -103,7 +111,7 @@ class InMemoryDomain:
             g = step_generator(seed, epoch, step, rank, "augment")
             x1 = self.normalize(self.augment(x, g))
             x2 = self.normalize(self.augment(x, g))
-            yield x1, x2
+            yield (x1, x2, idx.to(device)) if with_index else (x1, x2)
 
     def eval_batches(
         self, split: str, batch_size: int, *, device: torch.device

@@ -11,12 +11,32 @@ from torch import nn
 
 from imix_sweeps.heads import build_head
 from imix_sweeps.methods.byol import BYOL
+from imix_sweeps.methods.cmc import CMC
 from imix_sweeps.methods.common import StepOut
+from imix_sweeps.methods.insdis import InsDis
 from imix_sweeps.methods.moco import MoCo
 from imix_sweeps.methods.npair import NPair
+from imix_sweeps.methods.simclr import SimCLR
+from imix_sweeps.methods.swav import SwAV
 from imix_sweeps.mix import MixStrategy
 
-__all__ = ["BYOL", "MoCo", "NPair", "StepOut", "byol", "moco", "npair"]
+__all__ = [
+    "BYOL",
+    "CMC",
+    "InsDis",
+    "MoCo",
+    "NPair",
+    "SimCLR",
+    "StepOut",
+    "SwAV",
+    "byol",
+    "cmc",
+    "insdis",
+    "moco",
+    "npair",
+    "simclr",
+    "swav",
+]
 
 
 def npair(
@@ -28,9 +48,18 @@ def npair(
     hidden_dim: int | None = None,
     temperature: float = 0.2,
     symmetric: bool = False,
+    mix_temperature: float = 0.2,
+    mix_weight: float = 1.0,
 ) -> NPair:
+    """``mix_temperature`` / ``mix_weight``: MixCo's term (family ``mixco``) only."""
     return NPair(
-        backbone, build_head(head, backbone.out_dim, dim, hidden_dim), mix, temperature, symmetric
+        backbone,
+        build_head(head, backbone.out_dim, dim, hidden_dim),
+        mix,
+        temperature,
+        symmetric,
+        mix_temperature,
+        mix_weight,
     )
 
 
@@ -46,8 +75,11 @@ def moco(
     momentum: float = 0.999,
     symmetric: bool = False,
     shuffle_bn: bool = True,
+    mix_temperature: float = 0.05,
+    mix_weight: float = 1.0,
 ) -> MoCo:
-    """MoCo v1 is ``head=linear``; MoCo v2 ``head=mlp`` (the i-Mix CIFAR runs use ``mlpbn1``)."""
+    """MoCo v1 is ``head=linear``; MoCo v2 ``head=mlp`` (the i-Mix CIFAR runs use ``mlpbn1``).
+    ``mix_temperature`` / ``mix_weight``: MixCo's ``mix_T`` / ``mix_param`` (family ``mixco``)."""
     return MoCo(
         backbone,
         build_head(head, backbone.out_dim, dim, hidden_dim),
@@ -58,6 +90,8 @@ def moco(
         momentum,
         symmetric,
         shuffle_bn,
+        mix_temperature,
+        mix_weight,
     )
 
 
@@ -79,4 +113,110 @@ def byol(
         mix,
         momentum,
         symmetric,
+    )
+
+
+def simclr(
+    backbone: nn.Module,
+    mix: MixStrategy,
+    *,
+    dim: int = 128,
+    head: str = "mlpbn",
+    hidden_dim: int | None = None,
+    temperature: float = 0.5,
+    mix_temperature: float = 0.5,
+    mix_weight: float = 1.0,
+) -> SimCLR:
+    return SimCLR(
+        backbone,
+        build_head(head, backbone.out_dim, dim, hidden_dim),
+        mix,
+        temperature,
+        mix_temperature,
+        mix_weight,
+    )
+
+
+def insdis(
+    backbone: nn.Module,
+    mix: MixStrategy,
+    *,
+    dim: int = 128,
+    head: str = "linear",
+    hidden_dim: int | None = None,
+    temperature: float = 0.07,
+    num_negatives: int = 4096,
+    bank_momentum: float = 0.5,
+    loss: str = "nce",
+) -> InsDis:
+    """Instance Discrimination; ``loss``: ``nce`` or ``softmax`` (softmax-CE)."""
+    return InsDis(
+        backbone,
+        build_head(head, backbone.out_dim, dim, hidden_dim),
+        mix,
+        dim,
+        temperature,
+        num_negatives,
+        bank_momentum,
+        loss,
+    )
+
+
+def cmc(
+    backbone: nn.Module,
+    mix: MixStrategy,
+    *,
+    dim: int = 128,
+    head: str = "linear",
+    hidden_dim: int | None = None,
+    color: str = "lab",
+    input_mean: list[float] | None = None,
+    input_std: list[float] | None = None,
+    temperature: float = 0.07,
+    num_negatives: int = 4096,
+    bank_momentum: float = 0.5,
+    loss: str = "nce",
+) -> CMC:
+    """CMC with ``color`` ``lab`` or ``ycbcr`` views; ``loss`` ``nce`` or ``softmax``."""
+    return CMC(
+        backbone,
+        mix,
+        dim,
+        head,
+        hidden_dim,
+        color,
+        input_mean,
+        input_std,
+        temperature,
+        num_negatives,
+        bank_momentum,
+        loss,
+    )
+
+
+def swav(
+    backbone: nn.Module,
+    mix: MixStrategy,
+    *,
+    dim: int = 128,
+    head: str = "mlpbn",
+    hidden_dim: int | None = 512,
+    num_prototypes: int = 100,
+    temperature: float = 0.1,
+    epsilon: float = 0.05,
+    sinkhorn_iterations: int = 3,
+    queue_length: int = 0,
+    freeze_prototypes_steps: int = 0,
+) -> SwAV:
+    return SwAV(
+        backbone,
+        build_head(head, backbone.out_dim, dim, hidden_dim),
+        mix,
+        dim,
+        num_prototypes,
+        temperature,
+        epsilon,
+        sinkhorn_iterations,
+        queue_length,
+        freeze_prototypes_steps,
     )

@@ -1,14 +1,27 @@
 """BYOL with i-Mix: the online predictor of the mixed view is scored against the EMA target's
-projections of the clean view, own and partner, weighted by lam."""
+projections of the clean view, own and partner, weighted by lam.
+
+Other mix families: ``manifold`` (the online view mixed at a hidden layer, i-Mix loss) and
+``unmix``: one EMA update per step, ``byol(p, z) + lam byol(p_mix, z) + (1 - lam)
+byol(flip(p_mix), z)`` per direction with the mixture of view 1 (its own pass), as Un-Mix does
+for MoCo; symmetric sums both directions."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
-from imix_sweeps.losses import byol_loss
+from imix_sweeps.losses import byol_loss, unmix_combine
 from imix_sweeps.methods.common import Encoder, StepOut, ema_update, frozen_copy
+from imix_sweeps.methods.family import check_family, manifold_forward, unmix_lam
 from imix_sweeps.mix import MixStrategy, apply_input_mix
+
+FAMILIES = ("none", "imix", "manifold", "unmix")
+
+
+def _plain_byol(p: Tensor, z: Tensor) -> Tensor:
+    b = p.shape[0]
+    return byol_loss(p, z, torch.arange(b, device=p.device), torch.ones(b, device=p.device))
 
 
 class BYOL(nn.Module):
@@ -22,6 +35,7 @@ class BYOL(nn.Module):
         symmetric: bool = False,
     ) -> None:
         super().__init__()
+        check_family("byol", mix, FAMILIES)
         self.encoder = Encoder(backbone, head)
         self.predictor = predictor
         self.target = frozen_copy(self.encoder)
@@ -35,16 +49,41 @@ class BYOL(nn.Module):
 
     def _direction(self, xa: Tensor, xb: Tensor, generator: torch.Generator | None) -> Tensor:
         ema_update(self.target, self.encoder, self.momentum)
-        m = self.mix.fn(xa, generator=generator)
-        p = self.predictor(self.encoder(m.x))  # [B, D]
+        if self.mix.family == "manifold":
+            q, _, m = manifold_forward(self.encoder, self.mix, xa, None, generator)
+            p = self.predictor(q)
+        else:
+            m = self.mix.fn(xa, generator=generator)
+            p = self.predictor(self.encoder(m.x))  # [B, D]
         with torch.no_grad():
             z = self.target(xb)  # [B, D]
         return byol_loss(p, z, m.perm, m.lam)
+
+    def _unmix(self, x1: Tensor, x2: Tensor, generator: torch.Generator | None) -> Tensor:
+        ema_update(self.target, self.encoder, self.momentum)
+        m = self.mix.fn(x1, generator=generator)
+        lam = unmix_lam(m)
+
+        def direction(xq: Tensor, xk: Tensor) -> Tensor:
+            p = self.predictor(self.encoder(xq))
+            p_mix = self.predictor(self.encoder(m.x))
+            with torch.no_grad():
+                z = self.target(xk)
+            return unmix_combine(
+                _plain_byol(p, z), _plain_byol(p_mix, z), _plain_byol(p_mix.flip(0), z), lam
+            )
+
+        loss = direction(x1, x2)
+        if self.symmetric:
+            loss = loss + direction(x2, x1)
+        return loss
 
     def forward(
         self, x1: Tensor, x2: Tensor, *, generator: torch.Generator | None = None
     ) -> StepOut:
         x1, x2 = apply_input_mix(self.mix, x1, x2, generator)
+        if self.mix.family == "unmix":
+            return StepOut(self._unmix(x1, x2, generator), {})
         loss = self._direction(x1, x2, generator)
         if self.symmetric:
             loss = loss + self._direction(x2, x1, generator)

@@ -2,6 +2,14 @@
 
 The mixed view 1 and the clean view 2 go through the encoder in one forward pass
 (``cat([mixed_x1, x2])``), so BatchNorm statistics cover all 2B rows; keys are not detached.
+
+Other mix families (``self.mix.family``):
+
+- ``manifold``: view 1 mixed at a hidden layer (same pass), i-Mix two-target loss;
+- ``unmix``: ``loss(q, k) + lam loss(q_mix, k) + (1 - lam) loss(flip(q_mix), k)`` with the plain
+  B-way loss; the mixture (of view 1) is encoded in its own pass, as Un-Mix encodes it;
+- ``mixco``: the B/2 mixtures of view 1 are encoded with the two views in one pass and scored
+  against the clean keys with MixCo's soft targets and ``mix_temperature``, ``+ mix_weight x``.
 """
 
 from __future__ import annotations
@@ -10,9 +18,12 @@ import torch
 from torch import Tensor, nn
 
 from imix_sweeps import dist
-from imix_sweeps.losses import npair_loss
+from imix_sweeps.losses import mixco_loss, npair_loss, unmix_combine
 from imix_sweeps.methods.common import Encoder, StepOut
+from imix_sweeps.methods.family import check_family, manifold_forward, unmix_lam
 from imix_sweeps.mix import MixStrategy, apply_input_mix
+
+FAMILIES = ("none", "imix", "manifold", "unmix", "mixco")
 
 
 class NPair(nn.Module):
@@ -23,30 +34,76 @@ class NPair(nn.Module):
         mix: MixStrategy,
         temperature: float = 0.2,
         symmetric: bool = False,
+        mix_temperature: float = 0.2,
+        mix_weight: float = 1.0,
     ) -> None:
         super().__init__()
+        check_family("npair", mix, FAMILIES)
         self.encoder = Encoder(backbone, head)
         self.mix = mix
         self.temperature = temperature
         self.symmetric = symmetric
+        self.mix_temperature = mix_temperature
+        self.mix_weight = mix_weight
 
     @property
     def backbone(self) -> nn.Module:
         return self.encoder.backbone
 
+    def _plain(self, q: Tensor, k: Tensor) -> Tensor:
+        """B-way loss of q against (gathered) k, one target each."""
+        k = dist.gather(k, with_grad=True)
+        offset = dist.info().rank * q.shape[0]
+        ones = torch.ones(q.shape[0], device=q.device)
+        return npair_loss(
+            q, k, torch.arange(q.shape[0], device=q.device), ones, self.temperature,
+            label_offset=offset,
+        )  # fmt: skip
+
     def _direction(self, xa: Tensor, xb: Tensor, generator: torch.Generator | None) -> Tensor:
-        m = self.mix.fn(xa, generator=generator)
         b = xa.shape[0]
-        z = self.encoder(torch.cat([m.x, xb]))  # [2B, D]: shared BN over the 2B rows
-        q, k = z[:b], z[b:]
+        family = self.mix.family
+        if family == "manifold":
+            q, k, m = manifold_forward(self.encoder, self.mix, xa, xb, generator)
+        elif family == "mixco":
+            m = self.mix.fn(xa, generator=generator)
+            z = self.encoder(torch.cat([xa, xb, m.x]))  # [2B + B/2, D]
+            q, k, q_mix = z[:b], z[b : 2 * b], z[2 * b :]
+            mix_term = mixco_loss(q_mix, k, m.lam, self.mix_temperature)
+            return self._plain(q, k) + self.mix_weight * mix_term
+        else:
+            m = self.mix.fn(xa, generator=generator)
+            z = self.encoder(torch.cat([m.x, xb]))  # [2B, D]: shared BN over the 2B rows
+            q, k = z[:b], z[b:]
         k = dist.gather(k, with_grad=True)  # [B * W, D]
         offset = dist.info().rank * b
         return npair_loss(q, k, m.perm, m.lam, self.temperature, label_offset=offset)
+
+    def _unmix(self, x1: Tensor, x2: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Un-Mix: the mixture always comes from view 1; symmetric adds the view-2 anchors."""
+        b = x1.shape[0]
+        m = self.mix.fn(x1, generator=generator)
+        lam = unmix_lam(m)
+        z = self.encoder(torch.cat([x1, x2]))
+        z1, z2 = z[:b], z[b:]
+        q_mix = self.encoder(m.x)  # [B, D], its own pass
+
+        def direction(q: Tensor, k: Tensor) -> Tensor:
+            return unmix_combine(
+                self._plain(q, k), self._plain(q_mix, k), self._plain(q_mix.flip(0), k), lam
+            )
+
+        loss = direction(z1, z2)
+        if self.symmetric:
+            loss = loss + direction(z2, z1)
+        return loss
 
     def forward(
         self, x1: Tensor, x2: Tensor, *, generator: torch.Generator | None = None
     ) -> StepOut:
         x1, x2 = apply_input_mix(self.mix, x1, x2, generator)
+        if self.mix.family == "unmix":
+            return StepOut(self._unmix(x1, x2, generator), {})
         loss = self._direction(x1, x2, generator)
         if self.symmetric:
             loss = loss + self._direction(x2, x1, generator)

@@ -1,0 +1,66 @@
+"""Instance Discrimination (Wu et al. 2018, as the CMC / Un-Mix ``train_moco_ins.py`` code):
+one view per sample, its L2-normalised embedding scored against its own memory-bank row and
+``num_negatives`` random rows, NCE or softmax-CE, then the bank row updated with momentum.
+
+Mix family ``im``: the CMC image mixtures applied to the view (labels, i.e. indices, unchanged).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from imix_sweeps.methods.common import Encoder, StepOut
+from imix_sweeps.methods.family import check_family
+from imix_sweeps.methods.memory import MemoryBank
+from imix_sweeps.mix import MixStrategy, apply_input_mix, apply_to_views
+
+FAMILIES = ("none", "im")
+
+
+class InsDis(nn.Module):
+    needs_index = True
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        mix: MixStrategy,
+        dim: int = 128,
+        temperature: float = 0.07,
+        num_negatives: int = 4096,
+        bank_momentum: float = 0.5,
+        loss: str = "nce",
+    ) -> None:
+        super().__init__()
+        check_family("insdis", mix, FAMILIES)
+        self.encoder = Encoder(backbone, head)
+        self.memory = MemoryBank(dim, num_negatives, temperature, bank_momentum, loss)
+        self.mix = mix
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.encoder.backbone
+
+    def bind_num_samples(self, n: int) -> None:
+        if self.memory.num_samples != n:
+            self.memory.allocate(n, torch.Generator().manual_seed(0))
+
+    def forward(
+        self,
+        x1: Tensor,
+        x2: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        index: Tensor | None = None,
+    ) -> StepOut:
+        index = self.memory.check_ready(index)
+        x1, x2 = apply_input_mix(self.mix, x1, x2, generator)  # InputMix, if configured
+        if self.mix.family == "im":
+            x1, _ = apply_to_views(self.mix.fn, x1, None, generator)
+        z = self.encoder(x1)  # [B, D]; InsDis uses one view
+        neg = self.memory.negatives(x1.shape[0], generator, x1.device)
+        scores = self.memory.scores(z, index, neg)  # [B, 1+K]
+        loss = self.memory.loss(scores)
+        self.memory.update(z, index)
+        return StepOut(loss, {})
