@@ -157,6 +157,8 @@ class Cell:
     variant: Variant = field(default_factory=Variant)
     top1: float | None = None
     std: float | None = None
+    top1_text: str = ""  # the numbers exactly as printed in the CSV ("87.0", not 87)
+    std_text: str = ""
     notes: str = ""
     source: str = ""
     reported_backbone: str = ""
@@ -196,6 +198,7 @@ class Cell:
             "variant": self.variant.label,
             "top1": self.top1,
             "std": self.std,
+            "reported": self.top1_text + (f" ± {self.std_text}" if self.std_text else ""),
             "runnable": self.runnable,
             "why_not": self.why_not,
         }
@@ -286,6 +289,8 @@ def cell_of_row(r: dict[str, str]) -> Cell:
         variant=v,
         top1=_num(r["top1"]),
         std=_num(r["std"]),
+        top1_text=r["top1"].strip(),
+        std_text=r["std"].strip(),
         notes=r["notes"],
         source=r["source"],
         reported_backbone=r["backbone"] if bb != r["backbone"] else "",

@@ -329,7 +329,9 @@ def fmt_ours(r: CellResult, tag: str | None) -> str:
 def fmt_reported(c: Cell) -> str:
     if c.top1 is None:
         return "–"
-    return f"{c.top1:g}" + (f" ± {c.std:g}" if c.std is not None else "")
+    top1 = c.top1_text or f"{c.top1:g}"
+    std = c.std_text or (f"{c.std:g}" if c.std is not None else "")
+    return top1 + (f" ± {std}" if std else "")
 
 
 def fmt_delta(r: CellResult) -> str:
@@ -532,7 +534,7 @@ def summary_markdown(df: pd.DataFrame) -> str:
             if r.ours_mean is None or r.ours_mean != r.ours_mean
             else f"{r.ours_mean:.1f} ({r.n})"
         )
-        rep = f"{r.top1:g}" + (f" ± {r.std:g}" if r.std == r.std and r.std is not None else "")
+        rep = r.reported or f"{r.top1:g}"
         d = "" if r.delta is None or r.delta != r.delta else f"{r.delta:+.1f}"
         lines.append(f"| {r.paper} | {r.table} | {cell} | {rep} | {ours} | {d} | {r.verdict} |")
     return "\n".join(lines) + "\n"

@@ -354,7 +354,10 @@ def test_demo_table_and_callback(tmp_path: Path) -> None:
     write_run(
         sweep / "99_broken", config_hash="bad", status="failed", reason="boom", linear_top1=None
     )
+    from hydra.experimental.callback import Callback
+
     cb = SummaryTable()
+    assert isinstance(cb, Callback)
     cb.on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
     md = (sweep / "summary.md").read_text()
     s = statistics.stdev([90.0, 92.0])  # 1.41
