@@ -512,8 +512,8 @@ def summary_markdown(df: pd.DataFrame) -> str:
         "",
         ", ".join(f"{v} {k}" for k, v in counts.items()),
         "",
-        "| paper | table | cell | reported | ours | Δ | verdict |",
-        "|---|---|---|---|---|---|---|",
+        "| paper | table | cell | reported | ours | Δ | verdict | to do |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in df.itertuples():
         cell = " ".join(
@@ -536,7 +536,14 @@ def summary_markdown(df: pd.DataFrame) -> str:
         )
         rep = r.reported or f"{r.top1:g}"
         d = "" if r.delta is None or r.delta != r.delta else f"{r.delta:+.1f}"
-        lines.append(f"| {r.paper} | {r.table} | {cell} | {rep} | {ours} | {d} | {r.verdict} |")
+        todo = ""
+        if r.verdict == "no config":
+            todo = str(r.why_not)
+        elif r.verdict == "not run" and isinstance(r.command, str):
+            todo = f"`{r.command}`"
+        lines.append(
+            f"| {r.paper} | {r.table} | {cell} | {rep} | {ours} | {d} | {r.verdict} | {todo} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -313,6 +313,12 @@ def test_cli_table_and_summary(
     s = pd.read_csv(out / "summary.csv")
     assert len(s) == 75 and (s["verdict"] == "reproduced").sum() == 1
     assert set(s["verdict"]) == {"reproduced", "below", "above", "not run", "no config"}
+    md = (out / "summary.md").read_text()
+    assert "| no config | PIRL has no method config |" in md
+    assert (
+        "| not run | `imix-sweeps --multirun +sweep=imix_table1 +cell=imix_t1_covtype_npair_none` |"
+        in md
+    )
     assert main(["table", "--all", "--runs", str(runs_file), "--out", ""]) == 0
     with pytest.raises(SystemExit, match="no reported table"):
         main(
