@@ -1,4 +1,4 @@
-"""``imix-analysis`` (or ``python -m analysis``): collect, table, summary, plot, list.
+"""imix-analysis (or python -m analysis): collect, table, summary, plot, list.
 
 imix-analysis collect multirun/ outputs/ --out results/collected
 imix-analysis table --paper imix --table "Table 1"        # one table

@@ -232,3 +232,25 @@ def test_collect_real_run_dir_layout(tmp_path: Path) -> None:
     )
     c = collect([d / "results.json"])
     assert list(c.runs["config_hash"]) == ["real"]
+
+
+def test_benchmark_tree_collects_without_crashing(tmp_path: Path) -> None:
+    """The benchmark's generator (failed, running, truncated, re-runs) at a small size."""
+    import importlib.util
+
+    from analysis import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location(
+        "collect_speed", REPO_ROOT / "benchmarks" / "collect_speed.py"
+    )
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.generate(tmp_path, 300, epochs=3, seed=1)
+    c = collect([tmp_path])
+    assert c.n_files == 300
+    kinds = c.issues["kind"].value_counts()
+    n_corrupt = int(kinds.get("corrupt", 0))
+    assert len(c.runs) + n_corrupt + int(kinds.get("duplicate", 0)) == 300
+    assert c.runs["config_hash"].is_unique
+    assert len(c.curves) == 3 * len(c.runs)
