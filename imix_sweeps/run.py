@@ -21,7 +21,7 @@ from typing import Any
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from imix_sweeps import dist
 from imix_sweeps.config import (
@@ -116,6 +116,8 @@ def base_results(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "lr": lr_of(cfg),
         "temperature": temperature_of(cfg),
         "alpha": cfg.mix.alpha,
+        "symmetric": OmegaConf.select(cfg, "method.model.symmetric"),
+        "queue_size": OmegaConf.select(cfg, "method.model.queue_size"),
         "eval": cfg.eval.linear_method if cfg.eval.linear_method == "pinv" else "linear",
         "linear_top1": None,
         "knn_top1": None,

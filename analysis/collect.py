@@ -1,0 +1,354 @@
+"""Collect sweep outputs into one tidy table: one row per run, re-runs de-duplicated.
+
+Walks run directories for ``results.json`` (schema: docs/ARCHITECTURE.md), reads each one,
+and never crashes on what it finds: unreadable or corrupt files, files missing required
+keys, running, failed and preempted runs are all reported as *issues* (a second table) and
+kept out of the numbers. Re-runs of one config (same ``config_hash``) are collapsed to the
+newest finished ``ok`` one; a config with no ``ok`` run keeps its newest attempt so that it
+shows up as running / failed.
+
+``metrics.jsonl`` (one JSON object per epoch) is read for the kept runs into a long
+``curves`` table (``config_hash``, ``run_dir``, ``epoch``, ``step``, ``loss``, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+RESULTS = "results.json"
+METRICS = "metrics.jsonl"
+
+STATUSES = ("ok", "running", "failed", "preempted")
+REQUIRED = ("method", "mix", "domain", "backbone", "seed", "status", "config_hash")
+NUMERIC = (
+    "seed",
+    "epochs",
+    "batch_size",
+    "lr",
+    "temperature",
+    "alpha",
+    "linear_top1",
+    "knn_top1",
+    "fewshot_top1",
+    "final_loss",
+    "wall_seconds",
+    "world_size",
+    "queue_size",
+)
+STRINGS = (
+    "method",
+    "mix",
+    "domain",
+    "backbone",
+    "status",
+    "reason",
+    "log_path",
+    "config_hash",
+    "cell_hash",
+    "git_commit",
+    "experiment",
+    "eval",
+    "started_at",
+    "finished_at",
+    "run_dir",
+)
+TOP1 = ("linear_top1", "knn_top1", "fewshot_top1")
+# Columns every collected table has, in this order (extra keys found in files follow).
+COLUMNS = (
+    *REQUIRED,
+    "cell_hash",
+    "experiment",
+    "epochs",
+    "batch_size",
+    "eval",
+    *TOP1,
+    "final_loss",
+    "lr",
+    "temperature",
+    "alpha",
+    "symmetric",
+    "queue_size",
+    "wall_seconds",
+    "world_size",
+    "reason",
+    "started_at",
+    "finished_at",
+    "git_commit",
+    "log_path",
+    "run_dir",
+    "path",
+    "mtime",
+    "n_attempts",
+)
+ISSUE_COLUMNS = ("path", "kind", "detail")
+
+
+@dataclass
+class Collected:
+    """What ``collect`` found: kept runs, everything that needs a look, and the curves."""
+
+    runs: pd.DataFrame
+    issues: pd.DataFrame
+    curves: pd.DataFrame = field(default_factory=pd.DataFrame)
+    n_files: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        """Kept runs whose status is ``ok`` (what tables are computed from)."""
+        if self.runs.empty:
+            return self.runs
+        return self.runs[self.runs["status"] == "ok"]
+
+    def describe(self) -> str:
+        counts = self.issues["kind"].value_counts().to_dict() if not self.issues.empty else {}
+        by_kind = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no issues"
+        n_ok = len(self.ok)
+        return (
+            f"{self.n_files} results.json files -> {len(self.runs)} configs "
+            f"({n_ok} ok); {by_kind}; {self.seconds:.2f}s"
+        )
+
+
+def find_results(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
+    """Every ``results.json`` under ``paths`` (a path may also be a results.json itself).
+
+    Hidden directories (``.hydra``, ``.submitit``) are not entered.
+    """
+    stack: list[str] = []
+    for p in paths:
+        p = os.fspath(p)
+        if os.path.isfile(p):
+            if os.path.basename(p) == RESULTS:
+                yield p
+            continue
+        if not os.path.isdir(p):
+            raise FileNotFoundError(f"no such run directory: {p}")
+        stack.append(p)
+    while stack:
+        d = stack.pop()
+        try:
+            it = os.scandir(d)
+        except OSError:
+            continue
+        with it:
+            for e in it:
+                if e.name == RESULTS:
+                    if e.is_file():
+                        yield e.path
+                elif not e.name.startswith(".") and e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+
+
+def read_one(path: str) -> tuple[dict | None, tuple[str, str, str] | None]:
+    """``(record, None)`` for a usable results.json, ``(None, issue)`` otherwise."""
+    run_dir = os.path.dirname(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        mtime = os.stat(path).st_mtime
+    except OSError as e:
+        return None, (run_dir, "corrupt", f"unreadable results.json: {e}")
+    try:
+        rec = json.loads(raw)
+    except ValueError as e:
+        what = "empty" if not raw.strip() else f"invalid JSON ({e})"
+        return None, (run_dir, "corrupt", f"results.json is {what}")
+    if not isinstance(rec, dict):
+        return None, (
+            run_dir,
+            "corrupt",
+            f"results.json holds a {type(rec).__name__}, not an object",
+        )
+    missing = [k for k in REQUIRED if rec.get(k) is None]
+    if missing:
+        return None, (run_dir, "corrupt", f"results.json lacks {', '.join(missing)}")
+    rec["path"] = run_dir
+    rec["mtime"] = mtime
+    return rec, None
+
+
+def _coerce(df: pd.DataFrame) -> pd.DataFrame:
+    """Known columns to their types; anything unparseable becomes null, not an exception."""
+    for c in NUMERIC:
+        if c in df:
+            df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
+    for c in STRINGS:
+        if c in df:
+            df[c] = df[c].map(lambda v: None if v is None or v != v else str(v)).astype(object)
+    if "symmetric" in df:
+        df["symmetric"] = (
+            df["symmetric"].map(lambda v: None if v is None or v != v else bool(v)).astype(object)
+        )
+    for c in df.columns:  # extra keys: keep scalars, stringify mixed / nested values
+        if c in NUMERIC or c in STRINGS or c in ("symmetric", "mtime"):
+            continue
+        col = df[c]
+        if col.dtype == object:
+            kinds = {type(v) for v in col if v is not None and v == v}
+            if len(kinds) > 1 or kinds & {dict, list}:
+                df[c] = col.map(lambda v: None if v is None else json.dumps(v, default=str))
+    return df
+
+
+def _check_values(rec: dict, issues: list[tuple[str, str, str]]) -> None:
+    """Top-1 values that are not numbers in [0, 100] (NaN, inf, strings) -> null + warning."""
+    for c in TOP1:
+        v = rec.get(c)
+        if v is None:
+            continue
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if not (ok and 0 <= v <= 100):
+            issues.append(
+                (rec["path"], "warning", f"{c}={v!r} is not a top-1 in [0, 100]; ignored")
+            )
+            rec[c] = None
+
+
+def dedupe(df: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str, str]]]:
+    """One row per ``config_hash``: the newest ``ok`` run, else the newest attempt."""
+    if df.empty:
+        return df, []
+    key = pd.DataFrame(
+        {
+            "ok": (df["status"] == "ok").astype(int),
+            "finished": df["finished_at"].fillna("") if "finished_at" in df else "",
+            "started": df["started_at"].fillna("") if "started_at" in df else "",
+            "mtime": df["mtime"],
+        },
+        index=df.index,
+    )
+    order = key.sort_values(["ok", "finished", "started", "mtime"], kind="stable").index
+    s = df.loc[order]
+    last = ~s.duplicated("config_hash", keep="last")
+    kept = s[last]
+    dropped = s[~last]
+    winner = dict(zip(kept["config_hash"], kept["path"]))
+    issues = [
+        (p, "duplicate", f"re-run of config {h} ({st}); kept {winner[h]}")
+        for p, h, st in zip(dropped["path"], dropped["config_hash"], dropped["status"])
+    ]
+    counts = df["config_hash"].value_counts()
+    kept = kept.assign(n_attempts=kept["config_hash"].map(counts).astype(int))
+    return kept.sort_values("path", kind="stable").reset_index(drop=True), issues
+
+
+def read_curves(run_dirs: Iterable[str], hashes: Iterable[str]) -> tuple[pd.DataFrame, list]:
+    """Long table of ``metrics.jsonl`` rows for the given runs (corrupt lines reported)."""
+    rows: list[dict] = []
+    issues: list[tuple[str, str, str]] = []
+    for d, h in zip(run_dirs, hashes):
+        p = os.path.join(d, METRICS)
+        try:
+            with open(p, "rb") as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            issues.append((d, "warning", f"unreadable metrics.jsonl: {e}"))
+            continue
+        bad = 0
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except ValueError:
+                bad += 1
+                continue
+            if not isinstance(r, dict) or "epoch" not in r:
+                bad += 1
+                continue
+            r["config_hash"] = h
+            r["run_dir"] = d
+            rows.append(r)
+        if bad:
+            issues.append((d, "warning", f"metrics.jsonl: {bad} corrupt line(s) skipped"))
+    curves = pd.DataFrame(rows)
+    if not curves.empty:
+        for c in curves.columns:
+            if c not in ("config_hash", "run_dir"):
+                curves[c] = pd.to_numeric(curves[c], errors="coerce")
+    return curves, issues
+
+
+def collect(paths: Iterable[str | os.PathLike], *, curves: bool = True) -> Collected:
+    """Read every results.json under ``paths``; see the module docstring."""
+    t0 = time.perf_counter()
+    records: list[dict] = []
+    issues: list[tuple[str, str, str]] = []
+    n = 0
+    for path in find_results(paths):
+        n += 1
+        rec, issue = read_one(path)
+        if issue:
+            issues.append(issue)
+        else:
+            assert rec is not None
+            _check_values(rec, issues)
+            records.append(rec)
+    df = pd.DataFrame.from_records(records)
+    if df.empty:
+        df = pd.DataFrame(columns=list(COLUMNS))
+    for c in COLUMNS:
+        if c not in df:
+            df[c] = None
+    df = _coerce(df)
+    if len(df):
+        unknown = ~df["status"].isin(STATUSES)
+        for p, st in zip(df.loc[unknown, "path"], df.loc[unknown, "status"]):
+            issues.append((p, "corrupt", f"unknown status {st!r} (expected {', '.join(STATUSES)})"))
+        df = df[~unknown]
+    df, dup = dedupe(df)
+    issues += dup
+    for p, st, why in zip(df["path"], df["status"], df["reason"]):
+        if st == "failed":
+            issues.append((p, "failed", why or "no reason recorded"))
+        elif st in ("running", "preempted"):
+            issues.append((p, st, "no final results yet"))
+    extra = [c for c in df.columns if c not in COLUMNS]
+    df = df[list(COLUMNS) + extra]
+    cur = pd.DataFrame()
+    if curves and len(df):
+        cur, cissues = read_curves(df["path"], df["config_hash"])
+        issues += cissues
+    issues_df = pd.DataFrame(issues, columns=list(ISSUE_COLUMNS))
+    return Collected(df, issues_df, cur, n_files=n, seconds=time.perf_counter() - t0)
+
+
+def write(c: Collected, out_dir: str | os.PathLike) -> list[Path]:
+    """``runs.{parquet,csv}``, ``issues.csv`` and ``curves.{parquet,csv}`` in ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, df in (("runs", c.runs), ("curves", c.curves)):
+        if name == "curves" and df.empty:
+            continue
+        df.to_parquet(out / f"{name}.parquet", index=False)
+        df.to_csv(out / f"{name}.csv", index=False)
+        written += [out / f"{name}.parquet", out / f"{name}.csv"]
+    c.issues.to_csv(out / "issues.csv", index=False)
+    written.append(out / "issues.csv")
+    return written
+
+
+def load_runs(path: str | os.PathLike) -> pd.DataFrame:
+    """A table written by ``write`` (parquet or CSV), or collected on the fly from a directory."""
+    p = Path(path)
+    if p.is_dir():
+        if (p / "runs.parquet").is_file():
+            return pd.read_parquet(p / "runs.parquet")
+        return collect([p], curves=False).runs
+    if p.suffix == ".parquet":
+        return pd.read_parquet(p)
+    if p.suffix == ".csv":
+        return _coerce(pd.read_csv(p))
+    raise ValueError(f"{p}: expected a runs.parquet / runs.csv file or a run directory")
