@@ -6,11 +6,11 @@ import math
 from pathlib import Path
 
 import pytest
-from test_analysis_collect import write_run
 
 from analysis.cli import main
 from analysis.collect import collect
 from analysis.plots import gain_table, plot_all
+from tests.test_analysis_collect import write_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

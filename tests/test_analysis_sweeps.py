@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import compose
 from omegaconf import OmegaConf
 
 from analysis import CONF_DIR, REPO_ROOT
 from analysis.reported import Cell
 from analysis.sweeps import job_settings, jobs, missing_options, sweep_names, sweep_params
 from analysis.tables import SPECS, table_cells
+from tests.conftest import compose
 
 # sweep -> number of jobs (cells x seeds); a new sweep file needs its count here.
 EXPECTED_JOBS = {

@@ -9,7 +9,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
-from test_analysis_collect import write_run
 
 from analysis import REPORTED_CSV
 from analysis.cli import main
@@ -17,6 +16,7 @@ from analysis.collect import collect
 from analysis.hydra_callback import SummaryTable
 from analysis.reported import load_cells, load_csv, variant_of
 from analysis.tables import demo_table, mean_std, render, summary, table_cells, verdict
+from tests.test_analysis_collect import write_run
 
 C10 = {"domain": "cifar10", "backbone": "resnet50", "batch_size": 256, "eval": "linear"}
 
@@ -233,11 +233,19 @@ def test_cmc_negatives_and_mapping(tmp_path: Path) -> None:
 def test_reported_csv_repair_and_errors(tmp_path: Path) -> None:
     df = load_csv(REPORTED_CSV)
     assert len(df) == 75
+    assert df.attrs["repaired_lines"] == []  # the committed data is well formed
     imix = df[df["paper"] == "imix"]
-    # the i-Mix rows carry an unquoted comma in `notes`: joined back, source intact
-    assert imix["notes"].str.contains("transcribed from the paper text, not yet re-read").sum() == 6
     assert set(imix["source"].str[:11]) == {"i-Mix paper"}
-    assert len(df.attrs["repaired_lines"]) == 6
+    # a row with an unquoted comma in `notes` is joined back, its source intact
+    lines = REPORTED_CSV.read_text().splitlines()
+    row = next(i for i, ln in enumerate(lines) if ln.startswith("imix,"))
+    lines[row] = lines[row].replace("paper text; not yet", "paper text, not yet")
+    broken = tmp_path / "broken.csv"
+    broken.write_text("\n".join(lines) + "\n")
+    fixed = load_csv(broken)
+    assert fixed.attrs["repaired_lines"] == [row + 1]
+    assert fixed["notes"].str.contains("paper text, not yet re-read").sum() == 1
+    assert fixed["source"].tolist() == df["source"].tolist()
     bad = tmp_path / "bad.csv"
     bad.write_text(",".join(pd.Index(df.columns)) + "\nimix,Table 1,cifar10\n")
     with pytest.raises(ValueError, match=r"bad.csv:2: 3 fields"):
