@@ -210,13 +210,19 @@ def train(
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start_epoch, start_step, history = state["epoch"], state["step"], state["history"]
-        if info.is_main:
-            truncate_metrics(run_dir, start_epoch - 1)
+        if info.is_main:  # rows are numbered from 1: epochs 1..start_epoch are complete
+            truncate_metrics(run_dir, start_epoch)
         log.info(
             "resumed from %s at epoch %d step %d", run_dir / CHECKPOINT, start_epoch, start_step
         )
 
     def save(epoch: int, step: int, partial_loss: tuple[float, int] = (0.0, 0)) -> None:
+        # Mid-epoch, every rank's own partial loss sum is kept, so that the resumed epoch's
+        # mean (all-reduced over ranks) is exactly the one the interrupted run would have logged.
+        partial_sums = [partial_loss[0]]
+        if info.world_size > 1:
+            mine = torch.tensor([partial_loss[0]], dtype=torch.float64, device=device)
+            partial_sums = dist.gather(mine).tolist()
         if info.is_main:
             atomic_save(
                 {
@@ -227,6 +233,7 @@ def train(
                     "history": history,
                     "config_hash": config_hash,
                     "partial_loss": partial_loss,
+                    "partial_loss_ranks": partial_sums,
                 },
                 run_dir / CHECKPOINT,
             )
@@ -240,6 +247,9 @@ def train(
         prev_sum, prev_n = (
             state["partial_loss"] if (state is not None and epoch == start_epoch) else (0.0, 0)
         )
+        ranks_sums = state.get("partial_loss_ranks") if state is not None else None
+        if prev_n and ranks_sums and len(ranks_sums) == info.world_size:
+            prev_sum = ranks_sums[info.rank]
         loss_sum += prev_sum
         n_steps = prev_n
         first = start_step if epoch == start_epoch else 0
