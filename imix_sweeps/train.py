@@ -64,6 +64,7 @@ class TrainSpec:
     knn_temperature: float = 0.1
     resume: bool = True
     log_every: int = 0  # steps; 0 = one line per epoch
+    sync_bn: bool = False  # SyncBatchNorm under DDP (CUDA); MoCo's key encoder keeps shuffle BN
 
 
 def lr_at(spec: TrainSpec, epoch_float: float) -> float:
@@ -135,6 +136,16 @@ def truncate_metrics(run_dir: Path, last_epoch: int) -> None:
     path.write_text("".join(ln + "\n" for ln in keep))
 
 
+def convert_sync_bn(model: nn.Module) -> nn.Module:
+    """Turn the BatchNorm layers of ``model`` into SyncBatchNorm (statistics over all ranks),
+    except in a key encoder that uses shuffle BN (MoCo), whose point is per-rank statistics."""
+    keep = {"key_encoder"} if getattr(model, "shuffle_bn", False) else set()
+    for name, child in model.named_children():
+        if name not in keep:
+            setattr(model, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
+    return model
+
+
 @dataclass
 class TrainResult:
     final_loss: float | None
@@ -189,6 +200,13 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     info = dist.info()
     amp_dtype = torch.bfloat16 if (spec.amp and device.type == "cuda") else None
+    if spec.sync_bn and info.world_size > 1:
+        if device.type != "cuda":
+            raise ValueError(
+                "train.sync_bn=true needs CUDA devices (torch's SyncBatchNorm runs on GPUs only); "
+                "set train.sync_bn=false for CPU/gloo runs"
+            )
+        convert_sync_bn(model)
     model.to(device)
     if spec.channels_last:
         model.to(memory_format=torch.channels_last)
