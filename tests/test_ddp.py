@@ -119,6 +119,20 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         stops.append(should_stop())
     out["stops"] = stops
     out["any"] = [dist.any_rank(False), dist.any_rank(rank == 0)]
+
+    from imix_sweeps.train import TrainSpec, train
+
+    try:  # SyncBatchNorm is CUDA-only: a CPU DDP run with train.sync_bn=true is refused
+        train(
+            make("npair"),
+            None,
+            TrainSpec(sync_bn=True),
+            Path(out_dir) / f"sb{rank}",
+            device=torch.device("cpu"),
+        )
+        out["sync_bn_error"] = None
+    except ValueError as e:
+        out["sync_bn_error"] = str(e)
     dist.destroy()
     torch.save(out, Path(out_dir) / f"rank{rank}.pt")
 
@@ -258,3 +272,35 @@ def test_data_is_sharded_by_rank_and_covers_the_global_batch() -> None:
     other = list(dom.pretrain_batches(4, 8, seed=5, device=dev, rank=1, world_size=2))
     assert all(torch.equal(a[0], b[0]) for a, b in zip(again, shards[1]))
     assert not all(torch.equal(a[0], b[0]) for a, b in zip(other, shards[1]))
+
+
+@pytest.mark.slow
+def test_sync_bn_on_cpu_ddp_is_refused_with_a_clear_error(ranks) -> None:
+    for r in ranks:
+        assert r["sync_bn_error"] is not None and "train.sync_bn" in r["sync_bn_error"]
+
+
+def test_convert_sync_bn_keeps_shuffle_bn_in_the_moco_key_encoder() -> None:
+    from imix_sweeps.heads import build_head
+    from imix_sweeps.train import convert_sync_bn
+
+    def bn_types(m: nn.Module) -> set[type]:
+        return {type(x) for x in m.modules() if isinstance(x, nn.modules.batchnorm._BatchNorm)}
+
+    moco = MoCo(Flat(), build_head("mlpbn1", Flat.out_dim, DIM), mix(), dim=DIM, queue_size=QUEUE)
+    convert_sync_bn(moco)
+    assert bn_types(moco.encoder) == {nn.SyncBatchNorm}
+    assert bn_types(moco.key_encoder) == {nn.BatchNorm1d}
+    moco_plain = MoCo(
+        Flat(), build_head("mlpbn1", Flat.out_dim, DIM), mix(), dim=DIM, queue_size=QUEUE,
+        shuffle_bn=False,
+    )  # fmt: skip
+    convert_sync_bn(moco_plain)
+    assert bn_types(moco_plain.key_encoder) == {nn.SyncBatchNorm}
+    npair = NPair(Flat(), build_head("mlpbn", Flat.out_dim, DIM), mix())
+    convert_sync_bn(npair)
+    assert bn_types(npair) == {nn.SyncBatchNorm}
+    # the state dict is unchanged in form: checkpoints load either way
+    assert set(npair.state_dict()) == set(
+        NPair(Flat(), build_head("mlpbn", Flat.out_dim, DIM), mix()).state_dict()
+    )
