@@ -25,8 +25,10 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobStatus, setup_globals
+from hydra.errors import HydraException
 from hydra.types import HydraContext, RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from imix_sweeps.config import CONF_DIR
 from launchers.sweep import PlannedRun, Sweep
@@ -94,7 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sp.add_argument("overrides", nargs="*", help="imix-sweeps overrides (sweeps allowed)")
     args = ap.parse_args(argv)
 
-    sweep, job_overrides = compose_sweep(args.overrides, args.launcher)
+    try:
+        sweep, job_overrides = compose_sweep(args.overrides, args.launcher)
+    except (HydraException, OmegaConfBaseException, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     logging.getLogger("launchers").setLevel(logging.WARNING if args.dry_run else logging.INFO)
     plans = sweep.plan(job_overrides)
     todo = [p for p in plans if not p.skip]
