@@ -335,3 +335,48 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_requeues_are_bounded_and_a_relaunch_resumes_the_checkpoint(tmp_path, job_name) -> None:
+    import submitit
+
+    sweep_dir = tmp_path / "bounded"
+    sweep_dir.mkdir()
+    overrides = [*TINY, "train.epochs=25", f"hydra.sweep.dir={sweep_dir}"]
+    (job_id,) = submit(sweep_dir, job_name, *overrides, "hydra.launcher.max_requeues=0",
+                       "hydra.launcher.stop_check_every=1")  # fmt: skip
+    job = submitit.SlurmJob(folder=sweep_dir / ".submitit" / "%j", job_id=job_id)
+    deadline = time.monotonic() + WAIT_S
+    run_dir = None
+    while time.monotonic() < deadline:
+        dirs = [p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        if dirs and (dirs[0] / "metrics.jsonl").exists():
+            run_dir = dirs[0]
+            break
+        time.sleep(0.2)
+    assert run_dir is not None, f"no progress: {job.stderr()}"
+    job._interrupt()
+    while time.monotonic() < deadline:
+        res = json.loads((run_dir / "results.json").read_text())
+        if res["status"] != "running":
+            break
+        time.sleep(0.5)
+    assert res["status"] == "failed" and "max_requeues=0 reached" in res["reason"], res
+    assert (run_dir / "checkpoint.pt").exists()
+    assert "REQUEUED" not in sacct_states(job_id)
+    n_before = len(losses(run_dir))
+    assert n_before < 25
+
+    out = subprocess.run(
+        [sys.executable, "-m", "launchers", "submit", "--wait", "--launcher", "slurm_cpu",
+         f"hydra.launcher.name={job_name}", "hydra.launcher.poll_s=1", *overrides],
+        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=WAIT_S,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert re.search(r"#0 +resume", out.stdout)
+    res = json.loads((run_dir / "results.json").read_text())
+    assert res["status"] == "ok" and res["reason"] is None
+    assert [
+        json.loads(ln)["epoch"] for ln in (run_dir / "metrics.jsonl").read_text().splitlines()
+    ] == list(range(1, 26))
+    assert "resumed from" in (run_dir / "run.log").read_text()
