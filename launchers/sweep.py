@@ -58,6 +58,7 @@ class PlannedRun:
     config_hash: str
     previous_status: str | None
     skip: bool
+    task_cfg: DictConfig | None = field(default=None, repr=False)
     job: Any = field(default=None, repr=False)  # submitit.Job once submitted
 
     @property
@@ -105,7 +106,7 @@ class Sweep:
                 and prev_status == "ok"
                 and prev.get("config_hash") == h
             )
-            plans.append(PlannedRun(num, list(overrides), run_dir, h, prev_status, skip))
+            plans.append(PlannedRun(num, list(overrides), run_dir, h, prev_status, skip, task_cfg))
         return plans
 
     def executor(self) -> submitit.AutoExecutor:
@@ -216,7 +217,15 @@ class Sweep:
             state = p.job.get_info(mode="force").get("State") or p.job.state
         except Exception:
             state = "UNKNOWN"
-        res = res or {"run_dir": str(p.run_dir), "config_hash": p.config_hash}
+        if res is None:  # died before the run wrote anything: the config-derived fields
+            res = {"run_dir": str(p.run_dir), "config_hash": p.config_hash}
+            if p.task_cfg is not None:
+                try:
+                    res = imix_run.base_results(p.task_cfg, p.run_dir)
+                except Exception:  # an invalid config still gets its failure recorded
+                    pass
+            tasks = int(self.params.get("nodes") or 1) * int(self.params.get("tasks_per_node") or 1)
+            res["world_size"] = tasks
         res.update(
             status="failed",
             reason=f"SLURM job {p.job.job_id} ended in state {state}: {_first_line(error)}",
