@@ -112,6 +112,7 @@ class TrainConf:
     log_every: int = 0
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch intra-op threads on CPU (0: leave as is)
+    sync_bn: bool = False  # BatchNorm -> SyncBatchNorm under DDP (CUDA only)
 
 
 @dataclass

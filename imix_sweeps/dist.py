@@ -7,6 +7,7 @@ torchrun) needs no code changes elsewhere.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from dataclasses import dataclass
 
@@ -36,18 +37,34 @@ def info() -> DistInfo:
     return DistInfo(dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")), dist.get_world_size())
 
 
-def init_from_env(backend: str | None = None) -> DistInfo:
+def init_from_env(backend: str | None = None, *, timeout_s: float | None = None) -> DistInfo:
     """Initialise the default process group from ``RANK``/``WORLD_SIZE``/``MASTER_ADDR``/``MASTER_PORT``
-    (``env://``). Does nothing when ``WORLD_SIZE`` is unset or 1. Backend: NCCL with CUDA, else gloo."""
+    (``env://``, as exported by torchrun or by submitit's ``TorchDistributedEnvironment`` in a SLURM
+    task). Does nothing when ``WORLD_SIZE`` is unset or 1. Backend: NCCL with CUDA, else gloo.
+
+    With CUDA, each task pins ``cuda:LOCAL_RANK`` (modulo the visible devices, so a task that
+    sees only its own GPU uses that one) before the group is created.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1 or is_initialized():
         return info()
+    missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+    if missing:
+        raise RuntimeError(
+            f"WORLD_SIZE={world} but {', '.join(missing)} not set: a DDP task needs RANK, "
+            "MASTER_ADDR and MASTER_PORT (torchrun and the SLURM launcher export them)"
+        )
     if backend is None:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend not in ("nccl", "gloo"):
+        raise ValueError(f"unknown torch.distributed backend {backend!r}; allowed: nccl, gloo")
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if backend == "nccl":
-        torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend=backend, init_method="env://")
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank % torch.cuda.device_count())
+    kwargs = {}
+    if timeout_s is not None:
+        kwargs["timeout"] = dt.timedelta(seconds=timeout_s)
+    dist.init_process_group(backend=backend, init_method="env://", **kwargs)
     return info()
 
 
@@ -59,6 +76,23 @@ def destroy() -> None:
 def barrier() -> None:
     if is_initialized():
         dist.barrier()
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank if ``flag`` is true on any rank (a MAX all-reduce of one integer).
+
+    Every rank must call it at the same point (it is a collective); a single process just
+    returns ``flag``. Used to agree on a stop request (preemption) at a step boundary."""
+    if not is_initialized() or dist.get_world_size() == 1:
+        return bool(flag)
+    device = (
+        torch.device("cuda", torch.cuda.current_device())
+        if dist.get_backend() == "nccl"
+        else torch.device("cpu")
+    )
+    t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 class _GatherWithGrad(torch.autograd.Function):

@@ -100,6 +100,7 @@ def spec_of(cfg: DictConfig) -> TrainSpec:
         knn_temperature=cfg.eval.knn_temperature,
         resume=t.resume,
         log_every=t.log_every,
+        sync_bn=t.sync_bn,
     )
 
 

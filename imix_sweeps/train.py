@@ -64,6 +64,7 @@ class TrainSpec:
     knn_temperature: float = 0.1
     resume: bool = True
     log_every: int = 0  # steps; 0 = one line per epoch
+    sync_bn: bool = False  # SyncBatchNorm under DDP (CUDA); MoCo's key encoder keeps shuffle BN
 
 
 def lr_at(spec: TrainSpec, epoch_float: float) -> float:
@@ -135,6 +136,16 @@ def truncate_metrics(run_dir: Path, last_epoch: int) -> None:
     path.write_text("".join(ln + "\n" for ln in keep))
 
 
+def convert_sync_bn(model: nn.Module) -> nn.Module:
+    """Turn the BatchNorm layers of ``model`` into SyncBatchNorm (statistics over all ranks),
+    except in a key encoder that uses shuffle BN (MoCo), whose point is per-rank statistics."""
+    keep = {"key_encoder"} if getattr(model, "shuffle_bn", False) else set()
+    for name, child in model.named_children():
+        if name not in keep:
+            setattr(model, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
+    return model
+
+
 @dataclass
 class TrainResult:
     final_loss: float | None
@@ -188,6 +199,13 @@ def train(
     needs_index = getattr(model, "needs_index", False)  # memory-bank methods (InsDis, CMC)
     if needs_index:
         model.bind_num_samples(domain.num_pretrain)
+    if spec.sync_bn and info.world_size > 1:
+        if device.type != "cuda":
+            raise ValueError(
+                "train.sync_bn=true needs CUDA devices (torch's SyncBatchNorm runs on GPUs only); "
+                "set train.sync_bn=false for CPU/gloo runs"
+            )
+        convert_sync_bn(model)
     model.to(device)
     if spec.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -209,15 +227,19 @@ def train(
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start_epoch, start_step, history = state["epoch"], state["step"], state["history"]
-        if info.is_main:
-            truncate_metrics(
-                run_dir, start_epoch
-            )  # metrics epochs are 1-based: keep the completed ones
+        if info.is_main:  # rows are numbered from 1: epochs 1..start_epoch are complete
+            truncate_metrics(run_dir, start_epoch)
         log.info(
             "resumed from %s at epoch %d step %d", run_dir / CHECKPOINT, start_epoch, start_step
         )
 
     def save(epoch: int, step: int, partial_loss: tuple[float, int] = (0.0, 0)) -> None:
+        # Mid-epoch, every rank's own partial loss sum is kept, so that the resumed epoch's
+        # mean (all-reduced over ranks) is exactly the one the interrupted run would have logged.
+        partial_sums = [partial_loss[0]]
+        if info.world_size > 1:
+            mine = torch.tensor([partial_loss[0]], dtype=torch.float64, device=device)
+            partial_sums = dist.gather(mine).tolist()
         if info.is_main:
             atomic_save(
                 {
@@ -228,6 +250,7 @@ def train(
                     "history": history,
                     "config_hash": config_hash,
                     "partial_loss": partial_loss,
+                    "partial_loss_ranks": partial_sums,
                 },
                 run_dir / CHECKPOINT,
             )
@@ -241,6 +264,9 @@ def train(
         prev_sum, prev_n = (
             state["partial_loss"] if (state is not None and epoch == start_epoch) else (0.0, 0)
         )
+        ranks_sums = state.get("partial_loss_ranks") if state is not None else None
+        if prev_n and ranks_sums and len(ranks_sums) == info.world_size:
+            prev_sum = ranks_sums[info.rank]
         loss_sum += prev_sum
         n_steps = prev_n
         first = start_step if epoch == start_epoch else 0

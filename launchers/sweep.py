@@ -1,0 +1,266 @@
+"""The sweep driver: plan the runs of a sweep, submit one job per run, wait, record outcomes.
+
+Used by the Hydra launcher plugin (``imix-sweeps --multirun ... hydra/launcher=slurm``) and by
+``python -m launchers submit``. For every run it
+
+- resolves the run dir and the config hash; a run whose ``results.json`` already says ``ok``
+  for the same hash is skipped without submitting anything (``skip_done``); any other run is
+  submitted and resumes from its ``checkpoint.pt`` if there is one;
+- submits the runs to be done as one job array (``array_parallelism`` at a time), each job
+  ``nodes x tasks_per_node`` tasks running :class:`launchers.job.RunJob`;
+- waits for all of them; a job that fails does not stop the others. A job that died without
+  writing its outcome (killed, out of memory, cancelled, node failure) gets ``status: failed``
+  with the SLURM state and the job's log file in its ``results.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import submitit
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra.types import HydraContext
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from imix_sweeps import run as imix_run
+from imix_sweeps.config import config_hash
+from launchers.job import RunJob, run_dir_of, task_config
+
+log = logging.getLogger("launchers.sweep")
+
+# Parameters of the presets that are not submitit executor parameters.
+OWN_KEYS = ("max_requeues", "stop_check_every", "skip_done", "poll_s", "_target_")
+INIT_KEYS = ("submitit_folder", "max_num_timeout")
+GENERIC = {
+    "timeout_min",
+    "cpus_per_task",
+    "gpus_per_node",
+    "tasks_per_node",
+    "mem_gb",
+    "nodes",
+    "name",
+    "stderr_to_stdout",
+}
+UNFINISHED = ("running", "preempted", None)
+
+
+@dataclass
+class PlannedRun:
+    num: int
+    overrides: list[str]
+    run_dir: Path
+    config_hash: str
+    previous_status: str | None
+    skip: bool
+    task_cfg: DictConfig | None = field(default=None, repr=False)
+    job: Any = field(default=None, repr=False)  # submitit.Job once submitted
+
+    @property
+    def label(self) -> str:
+        return " ".join(filter_overrides(self.overrides)) or "(no overrides)"
+
+
+class Sweep:
+    def __init__(
+        self,
+        cluster: str,
+        params: dict[str, Any],
+        hydra_context: HydraContext,
+        config: DictConfig,
+    ) -> None:
+        if cluster not in ("slurm", "local"):
+            raise ValueError(f"unknown cluster {cluster!r}; allowed: slurm, local")
+        self.cluster = cluster
+        self.params = {
+            k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+            for k, v in params.items()
+        }
+        self.hydra_context = hydra_context
+        self.config = config
+
+    # ------------------------------------------------------------------ planning
+    def plan(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int = 0
+    ) -> list[PlannedRun]:
+        loader = self.hydra_context.config_loader
+        plans = []
+        for i, overrides in enumerate(job_overrides):
+            num = initial_job_idx + i
+            cfg = loader.load_sweep_config(self.config, list(overrides))
+            with open_dict(cfg.hydra.job):
+                cfg.hydra.job.num = num
+            run_dir = run_dir_of(cfg)
+            task_cfg = task_config(cfg)
+            h = config_hash(task_cfg)
+            prev = imix_run.read_results(run_dir)
+            prev_status = prev.get("status") if prev else None
+            skip = bool(
+                self.params.get("skip_done", True)
+                and task_cfg.get("skip_done", True)
+                and prev_status == "ok"
+                and prev.get("config_hash") == h
+            )
+            plans.append(PlannedRun(num, list(overrides), run_dir, h, prev_status, skip, task_cfg))
+        return plans
+
+    def executor(self) -> submitit.AutoExecutor:
+        p = dict(self.params)
+        folder = p.pop("submitit_folder", None) or str(
+            Path(str(self.config.hydra.sweep.dir)) / ".submitit" / "%j"
+        )
+        init: dict[str, Any] = {"folder": folder}
+        if self.cluster == "slurm" and p.get("max_num_timeout") is not None:
+            init["slurm_max_num_timeout"] = p["max_num_timeout"]
+        ex = submitit.AutoExecutor(cluster=self.cluster, **init)
+        update = {}
+        for k, v in p.items():
+            if k in OWN_KEYS or k in INIT_KEYS or v is None:
+                continue
+            update[k if k in GENERIC else f"{self.cluster}_{k}"] = v
+        ex.update_parameters(**update)
+        return ex
+
+    def sbatch_preview(self, n_jobs: int) -> str:
+        """The ``#SBATCH`` lines (and srun line) of the job array that ``submit`` would send."""
+        ex = self.executor()
+        if self.cluster != "slurm":
+            return "\n".join(f"{k}: {v}" for k, v in sorted(ex._executor.parameters.items()))
+        inner = ex._executor
+        params = dict(inner.parameters)
+        if n_jobs > 1:
+            params["map_count"] = n_jobs
+        from submitit.slurm.slurm import _make_sbatch_string
+
+        text = _make_sbatch_string(
+            command=inner._submitit_command_str, folder=inner.folder, **params
+        )
+        return "\n".join(ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#!"))
+
+    # ------------------------------------------------------------------ submitting
+    def save_multirun_yaml(self) -> None:
+        """What Hydra's sweeper writes in the sweep dir (for ``submit`` without the sweeper)."""
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+
+    def submit(self, plans: list[PlannedRun]) -> list[PlannedRun]:
+        todo = [p for p in plans if not p.skip]
+        for p in plans:
+            if p.skip:
+                log.info("#%d skipped (results.json says ok): %s", p.num, p.run_dir)
+        if not todo:
+            return plans
+        ex = self.executor()
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        state = Singleton.get_state()
+        jobs = []
+        with ex.batch():
+            for p in todo:
+                fn = RunJob(
+                    self.hydra_context,
+                    self.config,
+                    p.overrides,
+                    p.num,
+                    state,
+                    max_requeues=int(self.params.get("max_requeues", 3)),
+                    stop_check_every=int(self.params.get("stop_check_every", 10)),
+                )
+                jobs.append(ex.submit(fn))
+        for p, j in zip(todo, jobs):
+            p.job = j
+            log.info("#%d submitted as job %s: %s -> %s", p.num, j.job_id, p.label, p.run_dir)
+        return plans
+
+    # ------------------------------------------------------------------ waiting
+    def wait(self, plans: list[PlannedRun]) -> list[JobReturn]:
+        pending = [p for p in plans if p.job is not None]
+        poll = float(self.params.get("poll_s", 2.0))
+        while pending:
+            pending = [p for p in pending if not p.job.done()]
+            if pending:
+                time.sleep(poll)
+        return [self.outcome(p) for p in plans]
+
+    def outcome(self, p: PlannedRun) -> JobReturn:
+        ret = JobReturn(overrides=list(p.overrides), working_dir=str(p.run_dir))
+        if p.job is None:  # skipped
+            ret.status = JobStatus.COMPLETED
+            ret.return_value = imix_run.read_results(p.run_dir)
+            return ret
+        try:
+            task_returns = p.job.results()
+            main = task_returns[0]
+            if isinstance(main, JobReturn):
+                return main
+            ret.status = JobStatus.COMPLETED
+            ret.return_value = main
+            return ret
+        except Exception as e:
+            self._record_failure(p, e)
+            ret.status = JobStatus.FAILED
+            ret.return_value = e
+            log.error("#%d failed (job %s): %s", p.num, p.job.job_id, _first_line(e))
+            return ret
+
+    def _record_failure(self, p: PlannedRun, error: Exception) -> None:
+        """Make sure ``results.json`` says failed, with a reason and a log path."""
+        res = imix_run.read_results(p.run_dir)
+        if res is not None and res.get("status") not in UNFINISHED:
+            return  # the run itself recorded its outcome (e.g. failed with the reason)
+        try:
+            state = p.job.get_info(mode="force").get("State") or p.job.state
+        except Exception:
+            state = "UNKNOWN"
+        if res is None:  # died before the run wrote anything: the config-derived fields
+            res = {"run_dir": str(p.run_dir), "config_hash": p.config_hash}
+            if p.task_cfg is not None:
+                try:
+                    res = imix_run.base_results(p.task_cfg, p.run_dir)
+                except Exception:  # an invalid config still gets its failure recorded
+                    pass
+            tasks = int(self.params.get("nodes") or 1) * int(self.params.get("tasks_per_node") or 1)
+            res["world_size"] = tasks
+        res.update(
+            status="failed",
+            reason=f"SLURM job {p.job.job_id} ended in state {state}: {_first_line(error)}",
+            log_path=str(p.job.paths.stderr),
+            finished_at=imix_run._now(),
+        )
+        p.run_dir.mkdir(parents=True, exist_ok=True)
+        imix_run.write_results(p.run_dir, res)
+
+    # ------------------------------------------------------------------ all together
+    def run(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int = 0
+    ) -> list[JobReturn]:
+        plans = self.plan(job_overrides, initial_job_idx)
+        log.info(
+            "%s sweep: %d runs, %d to submit, %d already done; sweep dir %s",
+            self.cluster,
+            len(plans),
+            sum(not p.skip for p in plans),
+            sum(p.skip for p in plans),
+            self.config.hydra.sweep.dir,
+        )
+        self.submit(plans)
+        returns = self.wait(plans)
+        failed = [p.num for p, r in zip(plans, returns) if r.status == JobStatus.FAILED]
+        if failed:
+            log.error("%d of %d runs failed: %s", len(failed), len(plans), failed)
+        return returns
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    # submitit's FailedJobError carries the job's traceback: its last line is the error itself.
+    if len(lines) > 1 and "Traceback" in text:
+        tail = [ln for ln in lines if not ln.startswith((" ", "Traceback", "\t"))]
+        return tail[-1][:500] if tail else lines[-1][:500]
+    return (lines[0] if lines else type(e).__name__)[:500]
