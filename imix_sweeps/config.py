@@ -55,6 +55,8 @@ class DomainConf:
     modality: str = MISSING
     num_classes: int = MISSING
     root: str | None = None  # where the dataset lives (null for embedded data)
+    input_mean: list[float] | None = None  # per-channel normalisation of image inputs, where
+    input_std: list[float] | None = None  # a method must undo it (CMC's colour conversion)
     temperature: float = 0.2
     batch_size: int = 256
     epochs: int = 200

@@ -129,7 +129,7 @@ def _compose_job(job: list[str]) -> None:
 @pytest.mark.parametrize("job", [j for n in SMOKE for j in jobs(n)], ids=lambda j: " ".join(j))
 def test_smoke_job_composes(job: list[str]) -> None:
     cfg = _compose_job(job)
-    assert cfg.domain.name in ("digits", "digits_tab")
+    assert cfg.domain.name in ("digits", "digits_tab", "digits_rgb")
     if job[0] != "+sweep=demo":
         assert cfg.train.epochs <= 5 and cfg.train.device == "cpu"
 

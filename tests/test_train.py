@@ -174,3 +174,21 @@ def test_lr_schedule_warmup_then_cosine():
         and lr_at(step, 300) == pytest.approx(0.1)
         and lr_at(step, 450) == pytest.approx(0.01)
     )
+
+
+def test_cmc_runs_end_to_end_on_the_embedded_rgb_domain(tmp_path):
+    cfg = compose(
+        [
+            "method=cmc",
+            "domain=digits_rgb",
+            "method.model.loss=softmax",
+            "method.model.num_negatives=256",
+            "train.epochs=2",
+            "train.batch_size=128",
+            "backbone.net.width=8",
+            "method.model.dim=16",
+        ]
+    )
+    assert list(cfg.method.model.input_mean) == list(cfg.domain.input_mean)
+    res = run(cfg, tmp_path)
+    assert res["status"] == "ok" and res["linear_top1"] > 20.0

@@ -67,3 +67,35 @@ def digits_tab(drop: float = 0.2) -> InMemoryDomain:
         test_y=yte,
         augment=augment,
     )
+
+
+def digits_rgb(
+    mean: tuple[float, float, float] = (0.1, 0.1, 0.1),
+    std: tuple[float, float, float] = (0.25, 0.25, 0.25),
+    crop_scale: tuple[float, float] = (0.5, 1.0),
+) -> InMemoryDomain:
+    """The digits painted in a fixed per-sample colour (seeded): a tiny embedded RGB domain for
+    methods whose views are colour channels (CMC) and their smoke runs. ``mean``/``std``: the
+    normalisation, which the domain config also hands to CMC to undo it."""
+    xtr, ytr, xte, yte = _split()
+    g = torch.Generator().manual_seed(0)
+
+    def paint(x: Tensor) -> Tensor:  # [N, 8, 8] -> [N, 3, 8, 8]
+        colour = torch.rand(x.shape[0], 3, 1, 1, generator=g) * 0.8 + 0.2
+        return (x.unsqueeze(1) * colour).clamp(0, 1)
+
+    def augment(x: Tensor, gen: torch.Generator) -> Tensor:
+        return A.random_resized_crop(x, x.shape[-2:], scale=tuple(crop_scale), generator=gen)
+
+    m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+    return InMemoryDomain(
+        name="digits_rgb",
+        modality="image",
+        num_classes=10,
+        train_x=paint(xtr),
+        train_y=ytr,
+        test_x=paint(xte),
+        test_y=yte,
+        augment=augment,
+        normalize=lambda x: (x - m.to(x.device)) / s.to(x.device),
+    )
