@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from imix_sweeps.losses import byol_loss, unmix_combine
-from imix_sweeps.methods.common import Encoder, StepOut, ema_update, frozen_copy
+from imix_sweeps.methods.common import Encoder, StepOut, both_directions, ema_update, frozen_copy
 from imix_sweeps.methods.family import check_family, manifold_forward, unmix_lam
 from imix_sweeps.mix import MixStrategy, apply_input_mix
 
@@ -73,10 +73,7 @@ class BYOL(nn.Module):
                 _plain_byol(p, z), _plain_byol(p_mix, z), _plain_byol(p_mix.flip(0), z), lam
             )
 
-        loss = direction(x1, x2)
-        if self.symmetric:
-            loss = loss + direction(x2, x1)
-        return loss
+        return both_directions(direction, x1, x2, self.symmetric)
 
     def forward(
         self, x1: Tensor, x2: Tensor, *, generator: torch.Generator | None = None
@@ -84,7 +81,7 @@ class BYOL(nn.Module):
         x1, x2 = apply_input_mix(self.mix, x1, x2, generator)
         if self.mix.family == "unmix":
             return StepOut(self._unmix(x1, x2, generator), {})
-        loss = self._direction(x1, x2, generator)
-        if self.symmetric:
-            loss = loss + self._direction(x2, x1, generator)
+        loss = both_directions(
+            lambda a, b: self._direction(a, b, generator), x1, x2, self.symmetric
+        )
         return StepOut(loss, {})

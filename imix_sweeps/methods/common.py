@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -15,6 +16,16 @@ from imix_sweeps import dist
 class StepOut(NamedTuple):
     loss: Tensor  # scalar, the quantity to minimise
     stats: dict[str, Tensor]  # detached scalars to log (averaged over the epoch on device)
+
+
+def both_directions(
+    direction: Callable[[Tensor, Tensor], Tensor], xa: Tensor, xb: Tensor, symmetric: bool
+) -> Tensor:
+    """``direction(xa, xb)``, plus ``direction(xb, xa)`` when the loss is symmetric (summed)."""
+    loss = direction(xa, xb)
+    if symmetric:
+        loss = loss + direction(xb, xa)
+    return loss
 
 
 class Encoder(nn.Module):

@@ -27,6 +27,7 @@ from imix_sweeps.methods.common import (
     Encoder,
     KeyQueue,
     StepOut,
+    both_directions,
     ema_update,
     frozen_copy,
     shuffled_forward,
@@ -133,7 +134,7 @@ class MoCo(nn.Module):
             return StepOut(self._unmix(x1, x2, generator), {})
         if self.mix.family == "im":
             x1, x2 = apply_to_views(self.mix.fn, x1, x2, generator)
-        loss = self._direction(x1, x2, generator)
-        if self.symmetric:
-            loss = loss + self._direction(x2, x1, generator)
+        loss = both_directions(
+            lambda a, b: self._direction(a, b, generator), x1, x2, self.symmetric
+        )
         return StepOut(loss, {})

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from imix_sweeps import dist
 from imix_sweeps.losses import mixco_loss, npair_loss, unmix_combine
-from imix_sweeps.methods.common import Encoder, StepOut
+from imix_sweeps.methods.common import Encoder, StepOut, both_directions
 from imix_sweeps.methods.family import check_family, manifold_forward, unmix_lam
 from imix_sweeps.mix import MixStrategy, apply_input_mix
 
@@ -93,10 +93,7 @@ class NPair(nn.Module):
                 self._plain(q, k), self._plain(q_mix, k), self._plain(q_mix.flip(0), k), lam
             )
 
-        loss = direction(z1, z2)
-        if self.symmetric:
-            loss = loss + direction(z2, z1)
-        return loss
+        return both_directions(direction, z1, z2, self.symmetric)
 
     def forward(
         self, x1: Tensor, x2: Tensor, *, generator: torch.Generator | None = None
@@ -104,7 +101,7 @@ class NPair(nn.Module):
         x1, x2 = apply_input_mix(self.mix, x1, x2, generator)
         if self.mix.family == "unmix":
             return StepOut(self._unmix(x1, x2, generator), {})
-        loss = self._direction(x1, x2, generator)
-        if self.symmetric:
-            loss = loss + self._direction(x2, x1, generator)
+        loss = both_directions(
+            lambda a, b: self._direction(a, b, generator), x1, x2, self.symmetric
+        )
         return StepOut(loss, {})
