@@ -52,8 +52,10 @@ def test_dry_run_expands_the_sweep_and_prints_sbatch_parameters(tmp_path, sweep_
     assert "4 run(s): 4 to submit, 0 already done" in out
     runs = re.findall(r"-> (\S+)", out)
     assert runs == [
-        str(sweep_dir / f"{i}_moco_{m}_digits_small_cnn_s{s}")
-        for i, (s, m) in enumerate((s, m) for s in (0, 1) for m in ("none", "imixup"))
+        # the subdir names the run's overrides (sorted): stable across re-launches
+        str(sweep_dir / ",".join(sorted([*TINY, "method=moco", f"mix={m}", f"seed={s}"])))
+        for s in (0, 1)
+        for m in ("none", "imixup")
     ]
     sb = sbatch_lines(out)
     expected = {
