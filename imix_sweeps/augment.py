@@ -15,7 +15,7 @@ from torch import Tensor
 
 
 def _rand(n: int, generator: torch.Generator | None, device) -> Tensor:
-    return torch.rand(n, generator=generator).to(device)
+    return torch.rand(n, generator=generator).to(device, non_blocking=True)
 
 
 # ----------------------------------------------------------------------------- resampling matrices
@@ -106,7 +106,7 @@ def random_resized_crop(
     b, _, height, width = x.shape
     out_h, out_w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     boxes = _crop_boxes(b, height, width, scale, ratio, generator)
-    top, left, h, w = (t.to(x.device) for t in boxes)
+    top, left, h, w = (t.to(x.device, non_blocking=True) for t in boxes)
     wy = _resample_matrix(top, h, height, out_h)
     wx = _resample_matrix(left, w, width, out_w)
     return _apply_separable(x, wy, wx)
@@ -157,7 +157,9 @@ def input_drop(
     if p <= 0:
         return x
     n = x.shape[1] if columns is None else columns
-    keep = (torch.rand(x.shape[0], n, generator=generator) > p).to(x.device, x.dtype)
+    keep = (torch.rand(x.shape[0], n, generator=generator) > p).to(
+        x.device, x.dtype, non_blocking=True
+    )
     if columns is None:
         return x * keep
     out = x.clone()
@@ -179,7 +181,7 @@ def _luma(x: Tensor) -> Tensor:
 
 
 def _bview(v: Tensor, x: Tensor) -> Tensor:
-    return v.to(device=x.device, dtype=x.dtype).view(-1, 1, 1, 1)
+    return v.to(device=x.device, dtype=x.dtype, non_blocking=True).view(-1, 1, 1, 1)
 
 
 def _blend(x: Tensor, other: Tensor, factor: Tensor) -> Tensor:
@@ -233,7 +235,9 @@ def adjust_hue(x: Tensor, factor: Tensor) -> Tensor:
     if x.shape[1] == 1 or x.shape[0] == 0:
         return x
     hsv = _rgb_to_hsv(x)
-    h = torch.remainder(hsv[:, 0:1] + factor.to(x.device, x.dtype).view(-1, 1, 1, 1), 1.0)
+    h = torch.remainder(
+        hsv[:, 0:1] + factor.to(x.device, x.dtype, non_blocking=True).view(-1, 1, 1, 1), 1.0
+    )
     return _hsv_to_rgb(torch.cat((h, hsv[:, 1:]), 1))
 
 
@@ -296,8 +300,12 @@ def color_jitter(
     bounds = [0, *torch.cumsum(torch.bincount(hue_at, minlength=5), 0).tolist()]
     order, active, factors = order[sort], active[sort], factors[sort]
     dev = x.device
-    order, active, factors = order.to(dev), active.to(dev), factors.to(dev, x.dtype)
-    y = x[sort.to(dev)]
+    order, active, factors = (
+        order.to(dev, non_blocking=True),
+        active.to(dev, non_blocking=True),
+        factors.to(dev, x.dtype, non_blocking=True),
+    )
+    y = x[sort.to(dev, non_blocking=True)]
     for pos in range(4):
         op, on = order[:, pos], active[:, pos] & (order[:, pos] != 3)  # [B]
         if bool(enabled[:3].any()):
@@ -315,14 +323,18 @@ def color_jitter(
         lo, hi = bounds[pos], bounds[pos + 1]
         if hi > lo:
             y = torch.cat((y[:lo], adjust_hue(y[lo:hi], factors[lo:hi, 3]), y[hi:]))
-    return y[torch.argsort(sort).to(dev)]
+    return y[torch.argsort(sort).to(dev, non_blocking=True)]
 
 
 def random_grayscale(
     x: Tensor, p: float = 0.2, *, generator: torch.Generator | None = None
 ) -> Tensor:
     """``RandomGrayscale(p)``: luma replicated over the channels, per sample with probability p."""
-    on = (torch.rand(x.shape[0], generator=generator) < p).to(x.device).view(-1, 1, 1, 1)
+    on = (
+        (torch.rand(x.shape[0], generator=generator) < p)
+        .to(x.device, non_blocking=True)
+        .view(-1, 1, 1, 1)
+    )
     if x.shape[1] == 1:
         return x
     return torch.where(on, _luma(x).expand_as(x), x)
@@ -376,10 +388,12 @@ def gaussian_blur(
         raise ValueError(f"gaussian_blur sigma must satisfy 0 < min <= max, got {sigma}")
     on = torch.rand(b, generator=generator) < p
     s = sigma[0] + (sigma[1] - sigma[0]) * torch.rand(b, generator=generator)
-    s = s.to(x.device, torch.float32)
+    s = s.to(x.device, torch.float32, non_blocking=True)
     wy = _blur_matrix(s, height, kernel_size)
     wx = wy if width == height else _blur_matrix(s, width, kernel_size)
-    return torch.where(on.to(x.device).view(-1, 1, 1, 1), _apply_separable(x, wy, wx), x)
+    return torch.where(
+        on.to(x.device, non_blocking=True).view(-1, 1, 1, 1), _apply_separable(x, wy, wx), x
+    )
 
 
 # ----------------------------------------------------------------------------- pipelines

@@ -34,7 +34,6 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -78,7 +77,7 @@ def change_amplitude(
     on = _coin(b, p, generator)
     f = _uniform(b, *amplitude_range, generator)
     f = torch.where(on, f, torch.ones_like(f))
-    return x * f.to(x.device, x.dtype).view(-1, 1)
+    return x * f.to(x.device, x.dtype, non_blocking=True).view(-1, 1)
 
 
 def _interp_gather(x: Tensor, pos: Tensor, valid: Tensor) -> Tensor:
@@ -88,10 +87,10 @@ def _interp_gather(x: Tensor, pos: Tensor, valid: Tensor) -> Tensor:
     pos = pos.clamp(0, t - 1)
     i0 = pos.floor().long().clamp(max=t - 1)
     i1 = (i0 + 1).clamp(max=t - 1)
-    frac = (pos - i0).to(x.device, x.dtype)
-    i0, i1 = i0.to(x.device), i1.to(x.device)
+    frac = (pos - i0).to(x.device, x.dtype, non_blocking=True)
+    i0, i1 = i0.to(x.device, non_blocking=True), i1.to(x.device, non_blocking=True)
     y = x.gather(1, i0) * (1 - frac) + x.gather(1, i1) * frac
-    return y * valid.to(x.device, x.dtype)
+    return y * valid.to(x.device, x.dtype, non_blocking=True)
 
 
 def _on_subset(x: Tensor, on: Tensor, fn) -> Tensor:
@@ -102,7 +101,7 @@ def _on_subset(x: Tensor, on: Tensor, fn) -> Tensor:
         return x
     if len(idx) == x.shape[0]:
         return fn(x, idx)
-    dev_idx = idx.to(x.device)
+    dev_idx = idx.to(x.device, non_blocking=True)
     return x.index_copy(0, dev_idx, fn(x.index_select(0, dev_idx), idx))
 
 
@@ -147,9 +146,9 @@ def _shift_last(x: Tensor, max_shift: int, p: float, generator: torch.Generator 
     shift = torch.where(on, _randint(b, -max_shift, max_shift, generator), 0)
     src = torch.arange(t)[None] + shift[:, None]  # [B, T]
     valid = (src >= 0) & (src < t)
-    idx = src.clamp(0, t - 1).to(x.device)
+    idx = src.clamp(0, t - 1).to(x.device, non_blocking=True)
     idx = idx.view(b, *([1] * (x.dim() - 2)), t).expand_as(x)
-    mask = valid.to(x.device).view(b, *([1] * (x.dim() - 2)), t)
+    mask = valid.to(x.device, non_blocking=True).view(b, *([1] * (x.dim() - 2)), t)
     return torch.where(mask, x.gather(-1, idx), torch.zeros((), dtype=x.dtype, device=x.device))
 
 
@@ -165,15 +164,15 @@ def noise_segments(
     n, span = noise_bank.shape
     clip = torch.randint(0, n, (b,), generator=generator)
     off = torch.randint(0, span - length + 1, (b,), generator=generator)
-    idx = (off[:, None] + torch.arange(length)[None]).to(noise_bank.device)
-    return noise_bank[clip.to(noise_bank.device)].gather(1, idx)
+    idx = (off[:, None] + torch.arange(length)[None]).to(noise_bank.device, non_blocking=True)
+    return noise_bank[clip.to(noise_bank.device, non_blocking=True)].gather(1, idx)
 
 
 def _mix(x: Tensor, noise: Tensor, max_percentage: float, p: float, generator) -> Tensor:
     b = x.shape[0]
     on = _coin(b, p, generator)
     a = torch.where(on, _uniform(b, 0.0, max_percentage, generator), 0.0)
-    a = a.to(x.device, torch.float32).view(b, *([1] * (x.dim() - 1)))
+    a = a.to(x.device, torch.float32, non_blocking=True).view(b, *([1] * (x.dim() - 1)))
     if x.is_complex():
         return x * (1 - a) + noise * a
     return x * (1 - a).to(x.dtype) + noise * a.to(x.dtype)
@@ -190,7 +189,9 @@ def add_background_noise(
     """``AddBackgroundNoise``: with probability p, ``x * (1 - a) + noise * a``, ``a ~ U(0, max)``,
     the noise a random segment of ``noise_bank`` ``[N, L]``."""
     _check_wave(x)
-    noise = noise_segments(noise_bank.to(x.device, x.dtype), *x.shape, generator=generator)
+    noise = noise_segments(
+        noise_bank.to(x.device, x.dtype, non_blocking=True), *x.shape, generator=generator
+    )
     return _mix(x, noise, max_percentage, p, generator)
 
 
@@ -255,9 +256,17 @@ def _phase_vocoder(spec: Tensor, rate: Tensor, hop_length: int) -> Tensor:
     b, n_bins, frames = spec.shape
     dev = spec.device
     steps = torch.arange(frames, dtype=torch.float64)[None] * rate[:, None]  # [b, F] float64
-    valid = (steps < frames).to(dev)[:, None]  # frame t exists while t * rate < frames
-    i0 = steps.floor().long().clamp(max=frames).to(dev)[:, None].expand(b, n_bins, frames)
-    alpha = (steps - steps.floor()).to(dev, torch.float32)[:, None]  # [b, 1, F]
+    valid = (steps < frames).to(dev, non_blocking=True)[
+        :, None
+    ]  # frame t exists while t * rate < frames
+    i0 = (
+        steps.floor()
+        .long()
+        .clamp(max=frames)
+        .to(dev, non_blocking=True)[:, None]
+        .expand(b, n_bins, frames)
+    )
+    alpha = (steps - steps.floor()).to(dev, torch.float32, non_blocking=True)[:, None]  # [b, 1, F]
     padded = torch.nn.functional.pad(spec, (0, 2))  # two zero frames, as librosa
     mag_p, ang_p = padded.abs(), padded.angle()  # [b, bins, F + 2]
     m0, m1 = mag_p.gather(2, i0), mag_p.gather(2, i0 + 1)
@@ -266,7 +275,9 @@ def _phase_vocoder(spec: Tensor, rate: Tensor, hop_length: int) -> Tensor:
     # expected phase advance per frame, taken modulo 2 pi in float64 so that float32 sums of it
     # stay exact (the wrapped phase difference below is unchanged by whole turns)
     phi = torch.linspace(0, math.pi * hop_length, n_bins, dtype=torch.float64)
-    phi = torch.remainder(phi, 2.0 * math.pi).to(dev, torch.float32).view(1, -1, 1)
+    phi = (
+        torch.remainder(phi, 2.0 * math.pi).to(dev, torch.float32, non_blocking=True).view(1, -1, 1)
+    )
     dphase = a1 - a0 - phi
     dphase = dphase - 2.0 * math.pi * torch.round(dphase / (2.0 * math.pi))
     adv = torch.cumsum(phi + dphase, dim=2)
@@ -282,11 +293,13 @@ def shift_stft(
     return _shift_last(spec, max_shift, p, generator)
 
 
-@lru_cache(maxsize=8)
-def _mel_basis(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
+@lru_cache(maxsize=16)
+def _mel_basis(sr: int, n_fft: int, n_mels: int, device: str, dtype: torch.dtype) -> Tensor:
+    """``librosa.filters.mel`` (slaney scale and norm, 0 to sr / 2) on ``device``, built once."""
     import librosa
 
-    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)  # slaney scale and norm
+    basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)
+    return torch.as_tensor(basis).to(device=device, dtype=dtype)
 
 
 def mel_db_from_stft(
@@ -299,9 +312,9 @@ def mel_db_from_stft(
 ) -> Tensor:
     """``power_to_db(mel @ |spec|^2, ref=np.max)`` per sample -> ``[B, 1, n_mels, frames]``."""
     n_fft = 2 * (spec.shape[1] - 1)
-    basis = torch.as_tensor(_mel_basis(sr, n_fft, n_mels), device=spec.device)
     power = spec.real.square() + spec.imag.square()  # [B, bins, F]
-    mel = torch.matmul(basis.to(power.dtype), power)  # [B, n_mels, F]
+    basis = _mel_basis(sr, n_fft, n_mels, str(spec.device), power.dtype)
+    mel = torch.matmul(basis, power)  # [B, n_mels, F]
     db = 10.0 * torch.log10(mel.clamp(min=amin))
     ref = mel.amax(dim=(1, 2), keepdim=True).clamp(min=amin)
     db = db - 10.0 * torch.log10(ref)
@@ -354,7 +367,9 @@ def speech_view(
     _check_wave(x)
     spec = _wave_and_stft_augment(x, generator)
     if noise_bank is not None:
-        noise = noise_segments(noise_bank.to(x.device, x.dtype), *x.shape, generator=generator)
+        noise = noise_segments(
+            noise_bank.to(x.device, x.dtype, non_blocking=True), *x.shape, generator=generator
+        )
         noise_spec = _wave_and_stft_augment(noise, generator)
         spec = _mix(spec, noise_spec, max_noise, noise_p, generator)
     return mel_db_from_stft(spec)
