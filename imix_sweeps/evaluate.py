@@ -30,6 +30,23 @@ def extract(
     return torch.cat(feats), torch.cat(labels)
 
 
+def extract_splits(
+    backbone: nn.Module,
+    domain,
+    batch_size: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``train_f, train_y, test_f, test_y``: features and labels of the domain's two splits."""
+    train_f, train_y = extract(
+        backbone, domain.eval_batches("train", batch_size, device=device), amp_dtype=amp_dtype
+    )
+    test_f, test_y = extract(
+        backbone, domain.eval_batches("test", batch_size, device=device), amp_dtype=amp_dtype
+    )
+    return train_f, train_y, test_f, test_y
+
+
 def knn_top1(
     train_f: Tensor,
     train_y: Tensor,

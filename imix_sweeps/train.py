@@ -26,7 +26,7 @@ from torch import nn
 
 from imix_sweeps import dist
 from imix_sweeps.data.base import step_generator
-from imix_sweeps.evaluate import extract, knn_top1
+from imix_sweeps.evaluate import extract_splits, knn_top1
 
 log = logging.getLogger("imix_sweeps.train")
 
@@ -181,12 +181,8 @@ def train_step(
 def knn_monitor(
     model: nn.Module, domain, spec: TrainSpec, device: torch.device, amp_dtype
 ) -> float:
-    backbone = model.backbone
-    train_f, train_y = extract(
-        backbone, domain.eval_batches("train", 512, device=device), amp_dtype=amp_dtype
-    )
-    test_f, test_y = extract(
-        backbone, domain.eval_batches("test", 512, device=device), amp_dtype=amp_dtype
+    train_f, train_y, test_f, test_y = extract_splits(
+        model.backbone, domain, 512, device, amp_dtype
     )
     return knn_top1(
         train_f,
@@ -234,7 +230,9 @@ def train(
         opt.load_state_dict(state["optimizer"])
         start_epoch, start_step, history = state["epoch"], state["step"], state["history"]
         if info.is_main:
-            truncate_metrics(run_dir, start_epoch - 1)
+            truncate_metrics(
+                run_dir, start_epoch
+            )  # metrics epochs are 1-based: keep the completed ones
         log.info(
             "resumed from %s at epoch %d step %d", run_dir / CHECKPOINT, start_epoch, start_step
         )
