@@ -391,58 +391,89 @@ class StepResult:
     gpu_busy: float | None = None
 
 
-def time_training(
-    mode: str,
-    batches: Iterator[tuple[Tensor, Tensor]],
-    *,
-    device: torch.device,
-    batch: int,
-    steps: int,
-    warmup: int,
-    compile_model: bool,
-    loader=None,
-) -> tuple[StepResult, torch.nn.Module, TrainSpec]:
-    torch.manual_seed(0)
-    model = build_model(device)
-    spec = TrainSpec(batch_size=batch, lr=0.125 * batch / 256, channels_last=device.type == "cuda")
-    if spec.channels_last:
-        model.to(memory_format=torch.channels_last)
-    amp = torch.bfloat16 if device.type == "cuda" else None
-    opt = _optimizer(model, spec, device)
-    step_fn = torch.compile(model) if compile_model else model
-    model.train()
+class Trainer:
+    """One training set-up (fresh model and optimizer) fed by one data path."""
 
-    def run(n: int, start: int) -> None:
-        for s in range(start, start + n):
-            x1, x2 = next(batches)
+    def __init__(
+        self,
+        mode: str,
+        batches: Iterator[tuple[Tensor, Tensor]],
+        *,
+        device: torch.device,
+        batch: int,
+        compile_model: bool,
+        loader=None,
+    ) -> None:
+        torch.manual_seed(0)
+        self.mode, self.batches, self.device, self.batch, self.loader = (
+            mode,
+            batches,
+            device,
+            batch,
+            loader,
+        )
+        self.model = build_model(device)
+        gpu = device.type == "cuda"
+        self.spec = TrainSpec(batch_size=batch, lr=0.125 * batch / 256, channels_last=gpu)
+        if gpu:
+            self.model.to(memory_format=torch.channels_last)
+        self.amp = torch.bfloat16 if gpu else None
+        self.opt = _optimizer(self.model, self.spec, device)
+        self.step_fn = torch.compile(self.model) if compile_model else self.model
+        self.model.train()
+        self.done = 0
+        self.times: list[float] = []
+
+    def run(self, n: int) -> None:
+        for _ in range(n):
+            x1, x2 = next(self.batches)
             train_step(
-                step_fn,
-                opt,
+                self.step_fn,
+                self.opt,
                 x1,
                 x2,
-                generator=step_generator(0, 0, s, 0, "mix"),
-                amp_dtype=amp,
-                channels_last=spec.channels_last,
+                generator=step_generator(0, 0, self.done, 0, "mix"),
+                amp_dtype=self.amp,
+                channels_last=self.spec.channels_last,
             )
+            self.done += 1
 
-    run(warmup, 0)
-    _sync(device)
-    _reset_peak(device)
-    if device.type == "cuda":  # steps queue up asynchronously: time them together
+    def timed(self, n: int) -> float:
+        _sync(self.device)
         t0 = time.perf_counter()
-        run(steps, warmup)
-        _sync(device)
-        dt = (time.perf_counter() - t0) / steps
-    else:  # a shared CPU is noisy: the median step
-        times = []
-        for s in range(steps):
-            t0 = time.perf_counter()
-            run(1, warmup + s)
-            times.append(time.perf_counter() - t0)
-        dt = float(np.median(times))
-    peak, what = _peak_bytes(device, loader)
-    res = StepResult(mode, steps, dt, batch / dt, peak, what)
-    return res, model, spec
+        self.run(n)
+        _sync(self.device)
+        dt = (time.perf_counter() - t0) / n
+        self.times.append(dt)
+        return dt
+
+    def result(self, step_s: float) -> StepResult:
+        peak, what = _peak_bytes(self.device, self.loader)
+        return StepResult(self.mode, len(self.times), step_s, self.batch / step_s, peak, what)
+
+
+def time_trainers(trainers: list[Trainer], *, steps: int, warmup: int) -> list[StepResult]:
+    """GPU: each set-up alone, ``steps`` steps queued back to back (mean), peak memory reset per
+    set-up. CPU: the set-ups take turns one step at a time and each reports its median step, so
+    that load from other processes on a shared CPU hits all of them alike (peak RSS is then the
+    process' over all set-ups, plus the set-up's loader workers)."""
+    if not trainers:
+        return []
+    device = trainers[0].device
+    for t in trainers:
+        t.run(warmup)
+    _sync(device)
+    results = []
+    if device.type == "cuda":
+        for t in trainers:
+            _reset_peak(device)
+            results.append(t.result(t.timed(steps)))
+        return results
+    _reset_peak(device)
+    for _ in range(steps):
+        for t in trainers:
+            t.timed(1)
+    return [t.result(float(np.median(t.times))) for t in trainers]
 
 
 def resident(batch_pair: tuple[Tensor, Tensor]) -> Iterator[tuple[Tensor, Tensor]]:
@@ -712,7 +743,7 @@ def main(argv: list[str] | None = None) -> Report:
     rep.data_speedup = dev_pairs / ref_pairs
 
     # 2. training steps
-    model = spec = None
+    trainers = []
     for mode in modes:
         batches, mode_loader = ref_it, loader
         if mode == "device":
@@ -720,31 +751,28 @@ def main(argv: list[str] | None = None) -> Report:
             if not gpu and workers > 0:  # same structure as the reference: workers feed the step
                 mode_loader = batched_views_loader(dom, batch, workers)
                 batches = loop(mode_loader)
-        res, model, spec = time_training(
-            mode,
-            batches,
-            device=device,
-            batch=batch,
-            steps=steps,
-            warmup=warmup,
-            compile_model=args.compile,
-            loader=mode_loader,
+        trainers.append(
+            Trainer(
+                mode,
+                batches,
+                device=device,
+                batch=batch,
+                compile_model=args.compile,
+                loader=mode_loader,
+            )
         )
-        rep.training.append(res)
-        log(f"{mode}: {1000 * res.step_s:.1f} ms/step")
-    pair = next(it)
-    comp, model, spec = time_training(
-        "compute",
-        resident(pair),
-        device=device,
-        batch=batch,
-        steps=steps,
-        warmup=warmup,
-        compile_model=args.compile,
+    trainers.append(
+        Trainer(
+            "compute", resident(next(it)), device=device, batch=batch, compile_model=args.compile
+        )
     )
-    rep.compute_step_s = comp.step_s
-    log(f"compute only: {1000 * comp.step_s:.1f} ms/step")
-    del loader, ref_it
+    results = time_trainers(trainers, steps=steps, warmup=warmup)
+    for r in results:
+        log(f"{r.mode}: {1000 * r.step_s:.1f} ms/step")
+    rep.training = [r for r in results if r.mode != "compute"]
+    rep.compute_step_s = results[-1].step_s
+    model, spec = trainers[-1].model, trainers[-1].spec
+    del loader, ref_it, trainers
 
     # 3. kNN monitor, scaled to the full splits
     amp = torch.bfloat16 if gpu else None

@@ -105,3 +105,30 @@ def test_device_augmentation_never_waits_for_the_gpu() -> None:
         AA.speech_view(wave, bank, generator=torch.Generator().manual_seed(0))
     finally:
         torch.cuda.set_sync_debug_mode(0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_step_never_waits_for_the_gpu() -> None:
+    from imix_sweeps.data.base import step_generator
+    from imix_sweeps.train import TrainSpec, _optimizer, train_step
+
+    dev = torch.device("cuda")
+    model = bench.build_model(dev).to(memory_format=torch.channels_last)
+    opt = _optimizer(model, TrainSpec(), dev)
+    x1, x2 = torch.rand(2, 32, 3, 32, 32, device=dev)
+
+    def step(s: int) -> torch.Tensor:
+        g = step_generator(0, 0, s, 0, "mix")
+        return train_step(
+            model, opt, x1, x2, generator=g, amp_dtype=torch.bfloat16, channels_last=True
+        )
+
+    step(0)  # first step: cuDNN / optimizer state set-up
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        losses = [step(s) for s in range(1, 4)]
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert all(torch.isfinite(v) for v in losses)
