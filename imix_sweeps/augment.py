@@ -41,9 +41,15 @@ def _resample_matrix(start: Tensor, length: Tensor, in_size: int, out_size: int)
 
 
 def _apply_separable(x: Tensor, wy: Tensor, wx: Tensor) -> Tensor:
-    """``out[b, c] = wy[b] @ x[b, c] @ wx[b].T``: x ``[B, C, H, W]``, wy ``[B, h, H]``, wx ``[B, w, W]``."""
-    y = torch.matmul(wy.unsqueeze(1).to(x.dtype), x)  # [B, C, h, W]
-    return torch.matmul(y, wx.unsqueeze(1).transpose(-1, -2).to(x.dtype))  # [B, C, h, w]
+    """``out[b, c] = wy[b] @ x[b, c] @ wx[b].T``: x ``[B, C, H, W]``, wy ``[B, h, H]``, wx ``[B, w, W]``.
+
+    Two ``bmm`` calls with the channels folded into the matrix width (B products instead of
+    B * C small ones)."""
+    b, c, height, width = x.shape
+    oh = wy.shape[1]
+    y = torch.bmm(wy.to(x.dtype), x.permute(0, 2, 1, 3).reshape(b, height, c * width))
+    y = torch.bmm(y.view(b, oh * c, width), wx.to(x.dtype).transpose(1, 2))  # [B, h * C, w]
+    return y.view(b, oh, c, -1).permute(0, 2, 1, 3).contiguous()  # [B, C, h, w]
 
 
 def _crop_boxes(
