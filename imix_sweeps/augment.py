@@ -210,41 +210,27 @@ def adjust_saturation(x: Tensor, factor: Tensor) -> Tensor:
     return _blend(x, _luma(x), factor)
 
 
-def _rgb_to_hsv(x: Tensor) -> Tensor:
-    r, g, _ = x.unbind(1)
-    minc, maxc = torch.aminmax(x, dim=1)
-    eqc = maxc == minc
-    cr = maxc - minc
-    ones = torch.ones_like(maxc)
-    s = cr / torch.where(eqc, ones, maxc)
-    rc, gc, bc = ((maxc.unsqueeze(1) - x) / torch.where(eqc, ones, cr).unsqueeze(1)).unbind(1)
-    is_r = maxc == r
-    is_g = (maxc == g) & ~is_r
-    is_b = ~(is_r | is_g)
-    h = is_r * (bc - gc) + is_g * (2.0 + rc - bc) + is_b * (4.0 + gc - rc)
-    h = torch.fmod(h / 6.0 + 1.0, 1.0)
-    return torch.stack((h, s, maxc), dim=1)
-
-
-def _hsv_to_rgb(x: Tensor) -> Tensor:
-    """HSV -> RGB in closed form: channel ``n`` (r 5, g 3, b 1) is
-    ``v - v * s * clamp(min(k, 4 - k), 0, 1)``, ``k = (n + 6 h) mod 6`` (equal to torchvision's
-    six-sector table up to float rounding)."""
-    h, s, v = x[:, 0:1], x[:, 1:2], x[:, 2:3]
-    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    k = torch.remainder(n + 6.0 * h, 6.0)
-    return v - v * s * torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
-
-
 def adjust_hue(x: Tensor, factor: Tensor) -> Tensor:
-    """Hue rotation by ``factor`` [B] in [-0.5, 0.5] turns, via HSV (torchvision's kernel)."""
+    """Hue rotation by ``factor`` [B] in [-0.5, 0.5] turns, via HSV (torchvision's kernel).
+
+    RGB -> hue as torchvision's ``_rgb2hsv``; back in closed form: channel ``n`` (r 5, g 3, b 1)
+    is ``v - v * s * clamp(min(k, 4 - k), 0, 1)``, ``k = (n + 6 h) mod 6``, with ``v = max`` and
+    ``v * s = max - min`` (torchvision's six-sector table up to float rounding)."""
     if x.shape[1] == 1 or x.shape[0] == 0:
         return x
-    hsv = _rgb_to_hsv(x)
-    h = torch.remainder(
-        hsv[:, 0:1] + factor.to(x.device, x.dtype, non_blocking=True).view(-1, 1, 1, 1), 1.0
-    )
-    return _hsv_to_rgb(torch.cat((h, hsv[:, 1:]), 1))
+    r, g, _ = x.unbind(1)
+    minc, maxc = torch.aminmax(x, dim=1)
+    cr = maxc - minc
+    crd = torch.where(cr == 0, torch.ones_like(cr), cr)
+    rc, gc, bc = ((maxc.unsqueeze(1) - x) / crd.unsqueeze(1)).unbind(1)
+    is_r = maxc == r
+    is_g = (maxc == g) & ~is_r
+    h = torch.where(is_r, bc - gc, torch.where(is_g, 2.0 + rc - bc, 4.0 + gc - rc))
+    h = torch.fmod(h / 6.0 + 1.0, 1.0)
+    h = torch.remainder(h + factor.to(x.device, x.dtype, non_blocking=True).view(-1, 1, 1), 1.0)
+    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    k = torch.remainder(n + 6.0 * h.unsqueeze(1), 6.0)
+    return maxc.unsqueeze(1) - cr.unsqueeze(1) * torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
 
 
 def _factor_range(v: float, name: str, centre: float = 1.0, bound: float | None = None):
