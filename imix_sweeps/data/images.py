@@ -447,7 +447,7 @@ def read_idx(path: Path) -> np.ndarray:
         raise CorruptDataError(
             f"{path}: header says {dims} ({n * dtype.itemsize} bytes), file has {len(body)} bytes"
         )
-    return np.frombuffer(body, dtype=dtype).reshape(dims)
+    return np.frombuffer(body, dtype=dtype).reshape(dims).copy()
 
 
 def _idx_file(root: Path, stem: str) -> Path:

@@ -74,6 +74,10 @@ def fix_length(y: np.ndarray, n: int = SAMPLE_RATE) -> np.ndarray:
     return y
 
 
+def _make_rng(seed: int) -> random.Random:
+    return random.Random(seed)
+
+
 def _apply(rng: random.Random, p: float = 0.5) -> bool:
     return rng.random() < p
 
@@ -130,7 +134,7 @@ class SpeechAugment:
     noise_max: float = 0.45
 
     def __call__(self, y: np.ndarray, seed: int) -> Tensor:
-        rng = random.Random(seed)
+        rng = _make_rng(seed)
         stft = augment_wave_stft(y, rng)
         if len(self.noise) and _apply(rng, self.noise_p):
             chunk = self.noise[rng.randrange(len(self.noise))]
