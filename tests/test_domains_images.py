@@ -219,10 +219,10 @@ def test_cifar_missing_corrupt_and_bad_pipeline(tmp_path: Path):
         I.cifar(str(tmp_path / "none"))
     write_cifar(tmp_path / "c", 10)
     (tmp_path / "c" / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"\x80\x04garbage")
-    with pytest.raises(CorruptDataError, match="data_batch_3.*pickle"):
+    with pytest.raises(CorruptDataError, match=r"data_batch_3.*pickle"):
         I.cifar(str(tmp_path / "c"))
     write_cifar(tmp_path / "d", 100)
-    with pytest.raises(ValueError, match="pipeline='gpu'.*device, reference"):
+    with pytest.raises(ValueError, match=r"pipeline='gpu'.*device, reference"):
         I.cifar(str(tmp_path / "d"), classes=100, pipeline="gpu")
     with pytest.raises(ValueError, match=r"domain\.root"):
         I.cifar(None)
@@ -289,7 +289,7 @@ def test_tiny_imagenet_missing_and_bad_annotation(tmp_path: Path):
     write_tiny(root)
     with open(root / "val" / "val_annotations.txt", "a") as f:
         f.write("val_9.JPEG\tn99999999\t0\t0\t1\t1\n")
-    with pytest.raises(CorruptDataError, match="val_annotations.txt:7"):
+    with pytest.raises(CorruptDataError, match=r"val_annotations.txt:7"):
         I.tiny_imagenet(str(root))
     root2 = tmp_path / "tiny2"
     write_tiny(root2)

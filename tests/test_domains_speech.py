@@ -154,14 +154,14 @@ def test_missing_corrupt_and_pipeline(tmp_path: Path, root: Path):
     with pytest.raises(DataMissingError, match=r"speech_commands_v0\.01\.tar\.gz"):
         S.speech_commands(str(tmp_path / "none"))
     (root / "testing_list.txt").rename(root / "t.txt")
-    with pytest.raises(DataMissingError, match="testing_list.txt"):
+    with pytest.raises(DataMissingError, match=r"testing_list.txt"):
         S.speech_commands(str(root))
     (root / "t.txt").rename(root / "testing_list.txt")
     bad = root / "yes" / "0000dead_nohash_0.wav"
     bad.write_bytes(b"RIFF....WAVEfmt garbage")
     d = S.speech_commands(str(root), workers=0)
     i = d.train.paths.index(str(bad))
-    with pytest.raises(CorruptDataError, match="0000dead_nohash_0.wav.*audio"):
+    with pytest.raises(CorruptDataError, match=r"0000dead_nohash_0.wav.*audio"):
         d.train.load(i)
-    with pytest.raises(ValueError, match="pipeline='device'.*reference"):
+    with pytest.raises(ValueError, match=r"pipeline='device'.*reference"):
         S.speech_commands(str(root), pipeline="device")
