@@ -30,6 +30,23 @@ def extract(
     return torch.cat(feats), torch.cat(labels)
 
 
+def extract_splits(
+    backbone: nn.Module,
+    domain,
+    batch_size: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``train_f, train_y, test_f, test_y``: features and labels of the domain's two splits."""
+    train_f, train_y = extract(
+        backbone, domain.eval_batches("train", batch_size, device=device), amp_dtype=amp_dtype
+    )
+    test_f, test_y = extract(
+        backbone, domain.eval_batches("test", batch_size, device=device), amp_dtype=amp_dtype
+    )
+    return train_f, train_y, test_f, test_y
+
+
 def knn_top1(
     train_f: Tensor,
     train_y: Tensor,
@@ -46,14 +63,14 @@ def knn_top1(
     c = int(num_classes or int(train_y.max()) + 1)
     train_f, test_f = F.normalize(train_f, dim=1), F.normalize(test_f, dim=1)
     k = min(k, train_f.shape[0])
-    correct = 0
+    correct = torch.zeros((), dtype=torch.long, device=test_f.device)  # summed on the device
     for i in range(0, test_f.shape[0], chunk):
         sim = test_f[i : i + chunk] @ train_f.t()  # [b, N]
         w, idx = sim.topk(k, dim=1)  # [b, k]
         votes = torch.zeros(sim.shape[0], c, device=sim.device)
         votes.scatter_add_(1, train_y[idx], (w / temperature).exp())
-        correct += (votes.argmax(1) == test_y[i : i + chunk]).sum().item()
-    return 100.0 * correct / test_f.shape[0]
+        correct += (votes.argmax(1) == test_y[i : i + chunk]).sum()
+    return 100.0 * correct.item() / test_f.shape[0]  # the one host synchronisation
 
 
 @dataclass

@@ -36,7 +36,13 @@ from imix_sweeps.config import (
     validate,
     warmup_of,
 )
-from imix_sweeps.evaluate import LinearProbeConfig, extract, fewshot_top1, knn_top1, linear_top1
+from imix_sweeps.evaluate import (
+    LinearProbeConfig,
+    extract_splits,
+    fewshot_top1,
+    knn_top1,
+    linear_top1,
+)
 from imix_sweeps.train import TrainSpec, atomic_save_text, train
 
 log = logging.getLogger("imix_sweeps")
@@ -145,11 +151,8 @@ def evaluate(cfg: DictConfig, model, domain, device: torch.device) -> dict[str, 
     e = cfg.eval
     backbone = model.backbone
     amp_dtype = torch.bfloat16 if (cfg.train.amp and device.type == "cuda") else None
-    train_f, train_y = extract(
-        backbone, domain.eval_batches("train", e.batch_size, device=device), amp_dtype=amp_dtype
-    )
-    test_f, test_y = extract(
-        backbone, domain.eval_batches("test", e.batch_size, device=device), amp_dtype=amp_dtype
+    train_f, train_y, test_f, test_y = extract_splits(
+        backbone, domain, e.batch_size, device, amp_dtype
     )
     probe = LinearProbeConfig(
         method=e.linear_method,
@@ -202,7 +205,6 @@ def run(
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    validate(cfg)
     info = dist.init_from_env()
     results = base_results(cfg, run_dir)
     results["log_path"] = str(log_path) if log_path else None
@@ -221,6 +223,7 @@ def run(
     if info.is_main:
         write_results(run_dir, results)
     try:
+        validate(cfg)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.seed)

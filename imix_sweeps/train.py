@@ -26,7 +26,7 @@ from torch import nn
 
 from imix_sweeps import dist
 from imix_sweeps.data.base import step_generator
-from imix_sweeps.evaluate import extract, knn_top1
+from imix_sweeps.evaluate import extract_splits, knn_top1
 
 log = logging.getLogger("imix_sweeps.train")
 
@@ -155,15 +155,34 @@ def _optimizer(model: nn.Module, spec: TrainSpec, device: torch.device) -> torch
     return torch.optim.SGD(params, **kwargs)
 
 
+def train_step(
+    step_fn: Callable[..., Any],
+    opt: torch.optim.Optimizer,
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    *,
+    generator: torch.Generator,
+    amp_dtype: torch.dtype | None,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """One optimisation step on a two-view batch; returns the detached float32 loss, still on
+    the device (nothing here waits for the device)."""
+    if channels_last and x1.dim() == 4:
+        x1 = x1.contiguous(memory_format=torch.channels_last)
+        x2 = x2.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(x1.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        out = step_fn(x1, x2, generator=generator)
+    opt.zero_grad(set_to_none=True)
+    out.loss.backward()
+    opt.step()
+    return out.loss.detach().float()
+
+
 def knn_monitor(
     model: nn.Module, domain, spec: TrainSpec, device: torch.device, amp_dtype
 ) -> float:
-    backbone = model.backbone
-    train_f, train_y = extract(
-        backbone, domain.eval_batches("train", 512, device=device), amp_dtype=amp_dtype
-    )
-    test_f, test_y = extract(
-        backbone, domain.eval_batches("test", 512, device=device), amp_dtype=amp_dtype
+    train_f, train_y, test_f, test_y = extract_splits(
+        model.backbone, domain, 512, device, amp_dtype
     )
     return knn_top1(
         train_f,
@@ -211,7 +230,9 @@ def train(
         opt.load_state_dict(state["optimizer"])
         start_epoch, start_step, history = state["epoch"], state["step"], state["history"]
         if info.is_main:
-            truncate_metrics(run_dir, start_epoch - 1)
+            truncate_metrics(
+                run_dir, start_epoch
+            )  # metrics epochs are 1-based: keep the completed ones
         log.info(
             "resumed from %s at epoch %d step %d", run_dir / CHECKPOINT, start_epoch, start_step
         )
@@ -256,18 +277,17 @@ def train(
             lr = lr_at(spec, epoch + step / steps_per_epoch)
             for group in opt.param_groups:
                 group["lr"] = lr
-            if spec.channels_last and x1.dim() == 4:
-                x1, x2 = (
-                    x1.contiguous(memory_format=torch.channels_last),
-                    x2.contiguous(memory_format=torch.channels_last),
-                )
             gen = step_generator(spec.seed, epoch, step, info.rank, "mix")
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                out = step_fn(x1, x2, generator=gen)
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            opt.step()
-            loss_sum += out.loss.detach().float()
+            loss = train_step(
+                step_fn,
+                opt,
+                x1,
+                x2,
+                generator=gen,
+                amp_dtype=amp_dtype,
+                channels_last=spec.channels_last,
+            )
+            loss_sum += loss
             n_steps += 1
             if spec.check_finite_every and (step + 1) % spec.check_finite_every == 0:
                 _check_finite(loss_sum, epoch, step)
@@ -277,7 +297,7 @@ def train(
                     epoch + 1,
                     step + 1,
                     steps_per_epoch,
-                    out.loss.item(),
+                    loss.item(),
                     lr,
                 )
             if should_stop():

@@ -1,0 +1,176 @@
+"""End-to-end runs on the embedded digits: learning, outputs, resume, failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from imix_sweeps.run import read_results, run
+from imix_sweeps.train import CHECKPOINT, TrainSpec, lr_at
+from tests.conftest import compose
+
+FIELDS = {
+    "method",
+    "mix",
+    "domain",
+    "backbone",
+    "seed",
+    "epochs",
+    "batch_size",
+    "lr",
+    "temperature",
+    "alpha",
+    "linear_top1",
+    "knn_top1",
+    "final_loss",
+    "wall_seconds",
+    "status",
+    "reason",
+    "config_hash",
+    "cell_hash",
+    "git_commit",
+    "log_path",
+    "run_dir",
+}
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_smoke_run_learns_and_writes_its_outputs(tmp_path):
+    cfg = compose(
+        [
+            "method=npair",
+            "mix=imixup",
+            "train.epochs=6",
+            "train.batch_size=128",
+            "backbone.net.width=16",
+            "optim.warmup_epochs=1",
+        ]
+    )
+    res = run(cfg, tmp_path)
+    assert res["status"] == "ok" and res["reason"] is None
+    assert FIELDS <= set(res)
+    on_disk = read_results(tmp_path)
+    assert on_disk == json.loads(json.dumps(res))
+    rows = metrics(tmp_path)
+    assert [r["epoch"] for r in rows] == list(range(1, 7))
+    assert rows[-1]["loss"] < rows[0]["loss"] - 0.3, rows  # the loss falls
+    assert res["linear_top1"] > 60.0 and res["knn_top1"] > 40.0  # chance is 10%
+    assert res["final_loss"] == pytest.approx(rows[-1]["loss"])
+    assert (tmp_path / CHECKPOINT).exists()
+
+
+@pytest.mark.parametrize("method", ["mocov2", "byol"])
+def test_each_core_method_trains_with_imix(tmp_path, method, tiny_overrides):
+    res = run(compose([f"method={method}", "mix=imixup", *tiny_overrides]), tmp_path)
+    assert res["status"] == "ok" and res["linear_top1"] > 20.0
+
+
+def test_tabular_domain_trains(tmp_path):
+    res = run(
+        compose(
+            [
+                "domain=digits_tab",
+                "mix=imixup",
+                "train.epochs=3",
+                "train.batch_size=128",
+                "backbone.net.width=32",
+            ]
+        ),
+        tmp_path,
+    )
+    assert res["status"] == "ok" and res["linear_top1"] > 60.0
+
+
+@pytest.mark.parametrize("method", ["npair", "mocov2"])
+def test_resumed_run_continues_exactly_where_the_interrupted_one_stopped(
+    tmp_path, method, tiny_overrides
+):
+    overrides = [f"method={method}", "mix=imixup", *tiny_overrides, "train.epochs=3"]
+    full = run(compose(overrides), tmp_path / "full")
+    calls = {"n": 0}
+
+    def stop_mid_epoch_2() -> bool:  # 10 steps per epoch at batch 128: stop at epoch 2, step 4
+        calls["n"] += 1
+        return calls["n"] == 14
+
+    part = run(compose(overrides), tmp_path / "cut", should_stop=stop_mid_epoch_2)
+    assert part["status"] == "preempted"
+    assert len(metrics(tmp_path / "cut")) == 1
+    resumed = run(compose(overrides), tmp_path / "cut")
+    assert resumed["status"] == "ok"
+    a, b = metrics(tmp_path / "full"), metrics(tmp_path / "cut")
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]  # bit-identical curve
+    assert resumed["linear_top1"] == full["linear_top1"]
+
+
+def test_completed_run_is_skipped_when_relaunched(tmp_path, tiny_overrides):
+    first = run(compose(tiny_overrides), tmp_path)
+    (tmp_path / "metrics.jsonl").write_text("sentinel\n")  # would be rewritten by a new run
+    again = run(compose(tiny_overrides), tmp_path)
+    assert again == first and (tmp_path / "metrics.jsonl").read_text() == "sentinel\n"
+
+
+def test_nan_run_keeps_last_good_checkpoint_of_the_same_run(tmp_path, tiny_overrides, monkeypatch):
+    # the loss turns NaN in epoch 2: the checkpoint of epoch 1 stays on disk untouched
+    from imix_sweeps.methods import NPair
+
+    original = NPair.forward
+    calls = {"n": 0}
+
+    def poisoned(self, x1, x2, *, generator=None):
+        calls["n"] += 1
+        out = original(self, x1, x2, generator=generator)
+        return out._replace(loss=out.loss * float("nan")) if calls["n"] > 12 else out
+
+    monkeypatch.setattr(NPair, "forward", poisoned)
+    with pytest.raises(RuntimeError, match="not finite"):
+        run(compose([*tiny_overrides, "train.epochs=3"]), tmp_path)
+    assert torch.load(tmp_path / CHECKPOINT, weights_only=False)["epoch"] == 1
+    res = read_results(tmp_path)
+    assert res["status"] == "failed" and "not finite at epoch 2" in res["reason"]
+    assert len(metrics(tmp_path)) == 1
+
+
+def test_corrupt_checkpoint_gets_a_clear_error_and_is_left_in_place(tmp_path, tiny_overrides):
+    (tmp_path / CHECKPOINT).write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match=r"unreadable .* left in place"):
+        run(compose(tiny_overrides), tmp_path)
+    assert (tmp_path / CHECKPOINT).read_bytes() == b"not a checkpoint"
+    res = read_results(tmp_path)
+    assert res["status"] == "failed" and "CheckpointError" in res["reason"]
+    fresh = run(
+        compose([*tiny_overrides, "train.resume=false"]), tmp_path
+    )  # the documented way out
+    assert fresh["status"] == "ok"
+
+
+def test_checkpoint_from_another_config_is_not_resumed(tmp_path, tiny_overrides):
+    run(compose([*tiny_overrides, "train.epochs=1"]), tmp_path)
+    (tmp_path / "results.json").unlink()
+    with pytest.raises(RuntimeError, match="different config"):
+        run(compose([*tiny_overrides, "train.epochs=1", "mix=imixup"]), tmp_path)
+
+
+def test_invalid_config_fails_before_anything_is_built(tmp_path):
+    with pytest.raises(ValueError, match="mix=icutmix"):
+        run(compose(["domain=digits_tab", "mix=icutmix"]), tmp_path)
+
+
+def test_lr_schedule_warmup_then_cosine():
+    spec = TrainSpec(epochs=10, lr=1.0, warmup_epochs=2)
+    assert lr_at(spec, 0.0) == 0.0 and lr_at(spec, 1.0) == pytest.approx(0.5)
+    assert lr_at(spec, 2.0) == pytest.approx(1.0)
+    assert lr_at(spec, 6.0) == pytest.approx(0.5)
+    assert lr_at(spec, 10.0) == pytest.approx(0.0, abs=1e-12)
+    step = TrainSpec(epochs=500, lr=1.0, warmup_epochs=5, schedule="step", milestones=[300, 400])
+    assert (
+        lr_at(step, 299) == 1.0
+        and lr_at(step, 300) == pytest.approx(0.1)
+        and lr_at(step, 450) == pytest.approx(0.01)
+    )
