@@ -70,7 +70,7 @@ class Never(random.Random):
 
 
 def test_splits_classes_and_silence(root: Path):
-    d = S.speech_commands(str(root), workers=0)
+    d = S.speech_commands(str(root), pipeline="reference", workers=0)
     assert d.modality == "audio" and d.num_classes == 12 and d.in_shape == [1, 32, 32]
     # train: 2 clips x 5 words + int(10 * 0.1) = 1 silence; test: 5 + 0 silence
     assert len(d.train) == 11 and len(d.test) == 5
@@ -83,7 +83,7 @@ def test_splits_classes_and_silence(root: Path):
 
 
 def test_eval_features_match_librosa_and_are_deterministic(root: Path):
-    d = S.speech_commands(str(root), workers=0)
+    d = S.speech_commands(str(root), pipeline="reference", workers=0)
     xs = torch.cat([x for x, _ in d.eval_batches("test", 2, device=CPU)])
     assert xs.shape == (5, 1, 32, 32) and xs.dtype == torch.float32
     path = d.test.paths[0]
@@ -100,7 +100,7 @@ def test_eval_features_match_librosa_and_are_deterministic(root: Path):
 
 
 def test_augmentation_chain(root: Path, monkeypatch):
-    d = S.speech_commands(str(root), workers=0)
+    d = S.speech_commands(str(root), pipeline="reference", workers=0)
     aug = d.train_transform
     assert aug.noise.shape == (3, SR)  # 3 s of background noise -> three 1 s chunks
     y = d.train.load(0)
@@ -141,7 +141,7 @@ def test_augment_steps_follow_the_official_parameters():
 
 
 def test_pretrain_batches_resume_exactly(root: Path):
-    d = S.speech_commands(str(root), workers=0)
+    d = S.speech_commands(str(root), pipeline="reference", workers=0)
     full = list(d.pretrain_batches(0, 4, seed=5, device=CPU))
     assert len(full) == d.steps_per_epoch(4) == 2
     x1, x2 = full[0]
@@ -155,13 +155,48 @@ def test_missing_corrupt_and_pipeline(tmp_path: Path, root: Path):
         S.speech_commands(str(tmp_path / "none"))
     (root / "testing_list.txt").rename(root / "t.txt")
     with pytest.raises(DataMissingError, match=r"testing_list.txt"):
-        S.speech_commands(str(root))
+        S.speech_commands(str(root), pipeline="reference")
     (root / "t.txt").rename(root / "testing_list.txt")
     bad = root / "yes" / "0000dead_nohash_0.wav"
     bad.write_bytes(b"RIFF....WAVEfmt garbage")
-    d = S.speech_commands(str(root), workers=0)
+    d = S.speech_commands(str(root), pipeline="reference", workers=0)
     i = d.train.paths.index(str(bad))
     with pytest.raises(CorruptDataError, match=r"0000dead_nohash_0.wav.*audio"):
         d.train.load(i)
-    with pytest.raises(ValueError, match=r"pipeline='device'.*reference"):
-        S.speech_commands(str(root), pipeline="device")
+    with pytest.raises(ValueError, match=r"pipeline='gpu'.*device, reference"):
+        S.speech_commands(str(root), pipeline="gpu")
+
+
+def test_device_pipeline_waveforms_features_and_views(root: Path):
+    ref = S.speech_commands(str(root), pipeline="reference", workers=0)
+    d = S.speech_commands(str(root))
+    assert isinstance(d, S.WaveDomain) and d.modality == "audio" and d.in_shape == [1, 32, 32]
+    assert d.train_x.shape == (11, SR) and d.train_x.dtype == torch.int16
+    assert d.train_y.tolist() == list(ref.train.labels) and d.test_y.tolist() == list(
+        ref.test.labels
+    )
+    assert not d.train_x[-1].any()  # the silence clip
+    # waveforms: the PCM samples, padded to 1 s; scaled like librosa.load
+    y = S.fix_length(S.load_wav(ref.train.paths[0]))
+    np.testing.assert_allclose(d._to_float(d.train_x[:1])[0].numpy(), y, atol=1e-6)
+    # device evaluation features agree with the librosa pipeline
+    a = torch.cat([x for x, _ in d.eval_batches("test", 4, device=CPU)])
+    b = torch.cat([x for x, _ in ref.eval_batches("test", 4, device=CPU)])
+    torch.testing.assert_close(a, b, atol=0.05, rtol=0)
+    x1, x2 = next(d.pretrain_batches(0, 4, seed=1, device=CPU))
+    assert x1.shape == x2.shape == (4, 1, 32, 32) and torch.isfinite(x1).all()
+    assert not torch.equal(x1, x2) and x1.max() <= 1e-4 and x1.min() >= -80.01
+    again = next(d.pretrain_batches(0, 4, seed=1, device=CPU))
+    assert torch.equal(again[0], x1) and torch.equal(again[1], x2)
+
+
+def test_device_pipeline_cache_rebuilt_when_corrupt(root: Path, monkeypatch):
+    first = S.speech_commands(str(root))
+    cache = root / "speech_commands_wave16k.npz"
+    assert cache.exists()
+    calls = []
+    real = S.read_pcm16
+    monkeypatch.setattr(S, "read_pcm16", lambda p: calls.append(p) or real(p))
+    assert torch.equal(S.speech_commands(str(root)).train_x, first.train_x) and not calls
+    cache.write_bytes(cache.read_bytes()[:200])
+    assert torch.equal(S.speech_commands(str(root)).train_x, first.train_x) and calls

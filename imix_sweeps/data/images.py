@@ -26,7 +26,6 @@ import gzip
 import logging
 import pickle
 import random
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -61,11 +60,6 @@ IMAGENET100_CLASSES = Path(__file__).with_name("imagenet100.txt")
 
 
 # ----------------------------------------------------------------------------- augmentation
-def missing_device_ops() -> list[str]:
-    """Batched image ops of the official pipeline that ``imix_sweeps.augment`` lacks."""
-    return [n for n in ("color_jitter", "random_grayscale", "gaussian_blur") if not hasattr(A, n)]
-
-
 def device_augment(
     size: int,
     scale: Sequence[float] = (0.2, 1.0),
@@ -73,29 +67,17 @@ def device_augment(
     grayscale: float = 0.2,
     blur: bool = False,
 ) -> Callable[[Tensor, torch.Generator], Tensor]:
-    """The official two-view augmentation as batched ops on ``[B, C, H, W]`` in [0, 1]."""
-    missing = missing_device_ops()
-    if missing:
-        warnings.warn(
-            f"imix_sweeps.augment lacks {', '.join(missing)}: the device pipeline skips them "
-            "(colour jitter falls back to brightness/contrast); use data.pipeline=reference "
-            "for the full official augmentation",
-            stacklevel=2,
-        )
-    jitter = tuple(float(j) for j in jitter)
-    scale = (float(scale[0]), float(scale[1]))
+    """The official two-view augmentation as batched ops on ``[B, C, H, W]`` in [0, 1]
+    (``imix_sweeps.augment.contrastive_views``: crop, jitter p 0.8, grayscale, [blur p 0.5],
+    flip)."""
+    j = tuple(float(v) for v in jitter)
+    sc = (float(scale[0]), float(scale[1]))
 
     def augment(x: Tensor, g: torch.Generator) -> Tensor:
-        x = A.random_resized_crop(x, size, scale=scale, generator=g)
-        if hasattr(A, "color_jitter"):
-            x = A.color_jitter(x, *jitter, p=0.8, generator=g)
-        else:
-            x = A.brightness_contrast(x, jitter[0], jitter[1], p=0.8, generator=g)
-        if grayscale > 0 and x.shape[1] == 3 and hasattr(A, "random_grayscale"):
-            x = A.random_grayscale(x, p=grayscale, generator=g)
-        if blur and hasattr(A, "gaussian_blur"):
-            x = A.gaussian_blur(x, sigma=(0.1, 2.0), p=0.5, generator=g)
-        return A.random_hflip(x, generator=g)
+        return A.contrastive_views(
+            x, size, generator=g, scale=sc, jitter=j, p_gray=grayscale,
+            blur=(0.1, 2.0) if blur else None,
+        )  # fmt: skip
 
     return augment
 

@@ -15,8 +15,11 @@ through the same augmentation) mixed in the STFT domain with weight U(0, 0.45); 
 power spectrogram, ``power_to_db(ref=max)``. Evaluation: pad/crop to 1 s, 32-band mel,
 ``power_to_db(ref=max)``, no randomness.
 
-The pipeline runs per sample with librosa in DataLoader workers (``pipeline: reference``);
-every random draw of a view comes from a ``random.Random`` seeded by (seed, epoch, index, view).
+Two pipelines: ``device`` (default) decodes every clip once into an int16 waveform array
+(cached as ``<root>/speech_commands_wave16k.npz``), holds it in memory and runs the same chain
+batched in torch on the training device (``imix_sweeps.augment_audio.speech_view``; evaluation
+``mel_db``). ``reference`` runs the chain per sample with librosa in DataLoader workers, every
+random draw of a view from a ``random.Random`` seeded by (seed, epoch, index, view).
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from imix_sweeps.data.base import require
-from imix_sweeps.data.cache import CorruptDataError
+from imix_sweeps.data.base import InMemoryDomain, require
+from imix_sweeps.data.cache import CorruptDataError, cached_arrays
 from imix_sweeps.data.loader import LoaderDomain, check_pipeline, root_path
 
 CLASSES = (
@@ -203,19 +206,96 @@ def speech_splits(
     return out[0], out[1], out[2]
 
 
+def read_pcm16(path: str) -> np.ndarray:
+    """One clip as int16 samples at 16 kHz, padded/cropped to 1 s (resampled if needed)."""
+    import soundfile as sf
+
+    try:
+        y, sr = sf.read(path, dtype="int16", always_2d=True)
+    except Exception as e:
+        raise CorruptDataError(f"{path}: cannot be read as audio ({type(e).__name__}: {e})") from e
+    if sr == SAMPLE_RATE and y.shape[1] == 1:
+        return fix_length(y[:, 0])
+    f = load_wav(path)  # resample / downmix like the reference pipeline
+    return fix_length(np.clip(np.round(f * 32768.0), -32768, 32767).astype(np.int16))
+
+
+@dataclass
+class WaveDomain(InMemoryDomain):
+    """An ``InMemoryDomain`` of int16 waveforms ``[N, 16000]``, scaled to [-1, 1) on the device."""
+
+    def _to_float(self, x: Tensor) -> Tensor:
+        if x.dtype == torch.int16:
+            return x.float().div_(32768.0)
+        return super()._to_float(x)
+
+
+def _device_domain(
+    root: Path,
+    train: SpeechSource,
+    test: SpeechSource,
+    noise: np.ndarray,
+    noise_p: float,
+    noise_max: float,
+) -> WaveDomain:
+    from imix_sweeps import augment_audio as AA
+
+    def files(src: SpeechSource) -> list[str]:
+        return [p for p in src.paths if p is not None]
+
+    tr_files, te_files = files(train), files(test)
+
+    def build() -> dict[str, np.ndarray]:
+        return {
+            "train": np.stack([read_pcm16(p) for p in tr_files]),
+            "test": np.stack([read_pcm16(p) for p in te_files]),
+        }
+
+    key = f"speech-v1:{len(tr_files)}:{len(te_files)}"
+    sources = [root / "validation_list.txt", root / "testing_list.txt"]
+    waves = cached_arrays(root / "speech_commands_wave16k.npz", build, sources, key=key)
+
+    def with_silence(w: np.ndarray, src: SpeechSource) -> Tensor:
+        sil = np.zeros((len(src) - len(w), SAMPLE_RATE), dtype=np.int16)  # silence clips last
+        return torch.from_numpy(np.concatenate([w, sil]))
+
+    bank = torch.from_numpy(np.ascontiguousarray(noise, dtype=np.float32))
+    on_device: dict[str, Tensor] = {}
+
+    def augment(x: Tensor, g: torch.Generator) -> Tensor:
+        nb = None
+        if len(bank):
+            nb = on_device.setdefault(str(x.device), bank.to(x.device))
+        return AA.speech_view(x, nb, generator=g, noise_p=noise_p, max_noise=noise_max)
+
+    return WaveDomain(
+        name="speech_commands",
+        modality="audio",
+        num_classes=len(CLASSES),
+        train_x=with_silence(waves["train"], train),
+        train_y=torch.as_tensor(list(train.labels), dtype=torch.long),
+        test_x=with_silence(waves["test"], test),
+        test_y=torch.as_tensor(list(test.labels), dtype=torch.long),
+        augment=augment,
+        eval_transform=lambda x: AA.mel_db(x),
+    )
+
+
 def speech_commands(
     root: str,
-    pipeline: str = "reference",
+    pipeline: str = "device",
     workers: int = 4,
     silence_fraction: float = 0.1,
     noise_p: float = 0.5,
     noise_max: float = 0.45,
-) -> LoaderDomain:
+) -> LoaderDomain | WaveDomain:
     """Speech Commands v0.01, 12 classes, ``[1, 32, 32]`` log-mel inputs (see module doc)."""
-    check_pipeline(pipeline, ("reference",), "speech_commands")
+    check_pipeline(pipeline, ("device", "reference"), "speech_commands")
     root_p = root_path(root, "speech_commands")
     train, _, test = speech_splits(root_p, silence_fraction)
     noise = background_chunks(root_p / NOISE_DIR)
+    if pipeline == "device":
+        return _device_domain(root_p, train, test, noise, noise_p, noise_max)
     return LoaderDomain(
         name="speech_commands",
         modality="audio",
