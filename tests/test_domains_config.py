@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import compose
 from omegaconf import OmegaConf
 
 from imix_sweeps.config import ConfigError, build_backbone, group_options, validate
+from tests.conftest import compose
 
 NEW_DOMAINS = {
     # name: (modality, in_shape the domain produces, usual backbone)

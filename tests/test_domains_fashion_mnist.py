@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose
 
 from imix_sweeps.data.images import fashion_mnist
+from tests.conftest import compose
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 
