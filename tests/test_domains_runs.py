@@ -22,6 +22,7 @@ def _ok(r: dict, domain: str, backbone: str) -> None:
     assert 0.0 <= r["linear_top1"] <= 100.0 and r["final_loss"] == r["final_loss"]  # not NaN
 
 
+@pytest.mark.slow
 def test_covtype_run_with_grouped_mlp5(tmp_path: Path):
     write_covtype(tmp_path / "cov", COVTYPE_TRAIN + 200)
     cfg = compose(
@@ -54,6 +55,7 @@ def test_cifar_run_both_pipelines(tmp_path: Path, pipeline: str):
     _ok(run(cfg, tmp_path / "run"), "cifar10", "small_cnn")
 
 
+@pytest.mark.slow
 def test_speech_run_device_pipeline(tmp_path: Path):
     write_speech(tmp_path / "sc")
     cfg = compose(

@@ -175,9 +175,7 @@ def test_higgs_1m_is_a_real_subset():
     """The official '1M' mode trained on every row; ours draws train_size of them."""
     rows = higgs_train_rows(10_500_000, 1_000_000, 1)
     assert len(rows) == 1_000_000 and len(np.unique(rows)) == 1_000_000 and rows.max() < 10_500_000
-    np.testing.assert_array_equal(
-        rows[:5], np.random.RandomState(1).choice(10_500_000, 1_000_000, replace=False)[:5]
-    )
+    # the draw itself is the official one (checked on a small pool in the test above)
     with pytest.raises(ValueError, match="exceeds"):
         higgs_train_rows(100, 1000, 1)
 
