@@ -59,3 +59,20 @@ def test_pretrain_and_linear_eval_far_above_chance(fashion_root: Path, tmp_path:
     assert r["status"] == "ok" and r["domain"] == "fashion_mnist"
     assert r["linear_top1"] > 50.0  # chance is 10%
     assert r["knn_top1"] > 40.0
+
+
+@pytest.mark.slow
+def test_device_and_reference_pipelines_agree_on_real_images(fashion_root: Path):
+    def stats(pipeline: str):
+        d = fashion_mnist(str(fashion_root), pipeline=pipeline, workers=0, train_subset=1024)
+        cpu = torch.device("cpu")
+        xs = torch.cat(
+            [torch.cat([a, b]) for a, b in d.pretrain_batches(0, 256, seed=0, device=cpu)]
+        )
+        ev = torch.cat([x for x, _ in d.eval_batches("test", 1000, device=cpu)])
+        return xs.mean(), xs.std(), (xs[..., 1:] - xs[..., :-1]).abs().mean(), ev
+
+    dev, ref = stats("device"), stats("reference")
+    for a, b in zip(dev[:3], ref[:3]):
+        torch.testing.assert_close(a, b, atol=0.03, rtol=0)
+    torch.testing.assert_close(dev[3], ref[3])  # evaluation inputs identical

@@ -356,3 +356,18 @@ def test_imagenet100_class_list(tmp_path: Path):
         I.imagenet100(str(tmp_path / "in"), class_list=str(lst))
     with pytest.raises(DataMissingError, match="ImageFolder layout"):
         I.imagenet(str(tmp_path / "empty"))
+
+
+def _view_stats(d, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    xs = torch.cat([torch.cat([a, b]) for a, b in d.pretrain_batches(0, batch, seed=0, device=CPU)])
+    edge = (xs[..., :, 1:] - xs[..., :, :-1]).abs().mean()  # smoothness (crop scale, blur)
+    return xs.mean((0, 2, 3)), xs.std((0, 2, 3)), edge
+
+
+def test_device_and_reference_views_have_the_same_statistics(tmp_path: Path):
+    """The batched device ops and the torchvision pipeline draw from the same distribution."""
+    write_cifar(tmp_path / "c", 10, n_train=256)
+    dev = _view_stats(I.cifar(str(tmp_path / "c")), 128)
+    ref = _view_stats(I.cifar(str(tmp_path / "c"), pipeline="reference", workers=0), 128)
+    for a, b in zip(dev, ref):
+        torch.testing.assert_close(a, b, atol=0.06, rtol=0)
