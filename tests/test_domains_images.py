@@ -371,3 +371,16 @@ def test_device_and_reference_views_have_the_same_statistics(tmp_path: Path):
     ref = _view_stats(I.cifar(str(tmp_path / "c"), pipeline="reference", workers=0), 128)
     for a, b in zip(dev, ref):
         torch.testing.assert_close(a, b, atol=0.06, rtol=0)
+
+
+def test_reference_ranks_split_the_global_batch(tmp_path: Path):
+    """Per-sample seeds do not depend on the rank: two ranks together see the one-rank batch."""
+    write_cifar(tmp_path / "c", 10)
+    d = I.cifar(str(tmp_path / "c"), pipeline="reference", workers=0)
+    whole = next(d.pretrain_batches(0, 16, seed=3, device=CPU))
+    parts = [
+        next(d.pretrain_batches(0, 16, seed=3, device=CPU, rank=r, world_size=2)) for r in (0, 1)
+    ]
+    assert d.steps_per_epoch(16, 2) == d.steps_per_epoch(16) == 2
+    for v in (0, 1):
+        assert torch.equal(torch.cat([parts[0][v], parts[1][v]]), whole[v])
