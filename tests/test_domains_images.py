@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import pickle
 import struct
@@ -15,7 +16,7 @@ from PIL import Image
 from imix_sweeps.data import images as I
 from imix_sweeps.data.base import DataMissingError, InMemoryDomain
 from imix_sweeps.data.cache import CorruptDataError
-from imix_sweeps.data.loader import LoaderDomain
+from imix_sweeps.data.loader import LoaderDomain, sample_seed, torchvision_seeded
 
 CPU = torch.device("cpu")
 
@@ -336,8 +337,38 @@ def test_imagenet_folder_streaming(tmp_path: Path):
     check_reference_domain(d, 3, 32, 3)
     x1, _ = next(d.pretrain_batches(0, 3, seed=0, device=CPU))
     assert x1.dtype == torch.float32
-    with pytest.raises(ValueError, match="reference"):
-        I.imagenet(str(tmp_path / "in"), pipeline="device")
+    with pytest.raises(ValueError, match="device, reference"):
+        I.imagenet(str(tmp_path / "in"), pipeline="dali")
+
+
+def test_imagenet_hybrid_device_pipeline(tmp_path: Path):
+    write_folder(tmp_path / "in", ["n01440764", "n01443537"], per_class=4)
+    ref = I.imagenet(str(tmp_path / "in"), size=32, resize=36, workers=0)
+    d = I.imagenet(str(tmp_path / "in"), size=32, resize=36, workers=0, pipeline="device")
+    assert d.device_augment is not None and d.in_shape == [3, 32, 32]
+    full = list(d.pretrain_batches(0, 4, seed=1, device=CPU))
+    assert len(full) == 2
+    x1, x2 = full[0]
+    assert x1.shape == (4, 3, 32, 32) and x1.dtype == torch.float32 and not torch.equal(x1, x2)
+    # normalised with the ImageNet statistics: the [0, 1] range maps to [-mean/std, (1-mean)/std]
+    lo = -torch.tensor(I.IMAGENET_MEAN) / torch.tensor(I.IMAGENET_STD)
+    hi = (1 - torch.tensor(I.IMAGENET_MEAN)) / torch.tensor(I.IMAGENET_STD)
+    assert torch.all(x1.amin((0, 2, 3)) >= lo - 1e-4) and torch.all(x1.amax((0, 2, 3)) <= hi + 1e-4)
+    resumed = list(d.pretrain_batches(0, 4, seed=1, device=CPU, start_step=1))
+    assert torch.equal(resumed[0][0], full[1][0]) and torch.equal(resumed[0][1], full[1][1])
+    # with the device ops switched off, a view is the worker's seeded crop, scaled and normalised
+    plain = dataclasses.replace(d, device_augment=lambda x, g: x)
+    v1, _ = next(plain.pretrain_batches(0, 4, seed=1, device=CPU))
+    i0 = int(d.epoch_order(0, 1)[0])
+    crop, _ = I.crop_then_device_ops(32, blur=True)
+    c = torchvision_seeded(crop)(d.train.load(i0), sample_seed(1, 0, i0, 0))
+    assert c.dtype == torch.uint8 and c.shape == (3, 32, 32)
+    torch.testing.assert_close(
+        v1[0], I._normalizer(I.IMAGENET_MEAN, I.IMAGENET_STD)(c[None] / 255.0)[0]
+    )
+    e1 = torch.cat([x for x, _ in d.eval_batches("test", 4, device=CPU)])
+    e2 = torch.cat([x for x, _ in ref.eval_batches("test", 4, device=CPU)])
+    assert torch.equal(e1, e2)
 
 
 def test_imagenet100_class_list(tmp_path: Path):

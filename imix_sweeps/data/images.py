@@ -519,6 +519,22 @@ def image_folder(
     return FileSource([p for p, _ in samples], [y for _, y in samples]), len(index)
 
 
+def crop_then_device_ops(size: int, blur: bool, scale: Sequence[float] = (0.2, 1.0)):
+    """The hybrid split of the MoCo v2 pipeline: ``(per-sample PIL crop to uint8, batched rest)``."""
+    import torchvision.transforms as T
+
+    crop = T.Compose([T.RandomResizedCrop(size, scale=tuple(scale)), T.PILToTensor()])
+
+    def rest(x: Tensor, g: torch.Generator) -> Tensor:
+        x = A.color_jitter(x, *JITTER, p=0.8, generator=g)
+        x = A.random_grayscale(x, 0.2, generator=g)
+        if blur:
+            x = A.gaussian_blur(x, (0.1, 2.0), 0.5, generator=g)
+        return A.random_hflip(x, generator=g)
+
+    return crop, rest
+
+
 def imagenet(
     root: str,
     class_list: str | None = None,
@@ -531,8 +547,11 @@ def imagenet(
 ) -> LoaderDomain:
     """ImageNet in ImageFolder layout, streamed by DataLoader workers with the MoCo v2 pipeline.
 
+    ``pipeline``: ``reference`` runs all of it on PIL images in the workers; ``device`` has the
+    workers decode and RandomResizedCrop only (uint8 crops, pinned), and runs colour jitter,
+    grayscale, blur and flip batched on the training device.
     ``class_list``: a file of WordNet ids selecting a subset (``imagenet100``: the CMC list)."""
-    check_pipeline(pipeline, ("reference",), name)
+    check_pipeline(pipeline, PIPELINES, name)
     root = root_path(root, name)
     how = (
         f"{root}/train/<wnid>/*.JPEG and {root}/val/<wnid>/*.JPEG (ImageFolder layout; "
@@ -545,17 +564,25 @@ def imagenet(
         raise CorruptDataError(
             f"{root}: train/ has {num_classes} class folders but val/ has {test_classes}"
         )
+    hybrid: dict = {}
+    if pipeline == "device":
+        crop, rest = crop_then_device_ops(size, blur)
+        train_transform = torchvision_seeded(crop)
+        hybrid = {"device_augment": rest, "normalize": _normalizer(IMAGENET_MEAN, IMAGENET_STD)}
+    else:
+        train_transform = torchvision_seeded(
+            reference_augment(size, IMAGENET_MEAN, IMAGENET_STD, blur=blur)
+        )
     return LoaderDomain(
         name=name,
         modality="image",
         num_classes=num_classes,
         train=train,
         test=test,
-        train_transform=torchvision_seeded(
-            reference_augment(size, IMAGENET_MEAN, IMAGENET_STD, blur=blur)
-        ),
+        train_transform=train_transform,
         eval_transform=reference_eval(IMAGENET_MEAN, IMAGENET_STD, size=size, resize=resize),
         workers=workers,
+        **hybrid,
     )
 
 

@@ -143,6 +143,10 @@ class LoaderDomain:
     train_transform: SeededTransform
     eval_transform: Callable[[Any], Tensor]
     pretrain: Source | None = None
+    # Hybrid pipelines: workers deliver uint8 crops, the rest of the augmentation runs batched
+    # on the device, seeded by (seed, epoch, step, rank) as in InMemoryDomain, then ``normalize``.
+    device_augment: Callable[[Tensor, torch.Generator], Tensor] | None = None
+    normalize: Callable[[Tensor], Tensor] | None = None
     workers: int = 4
     pin_memory: bool | None = None  # None: when the device is CUDA
     prefetch_factor: int = 4
@@ -204,8 +208,17 @@ class LoaderDomain:
         if not batches:
             return
         ds = _TwoViews(self.pretrain_source, self.train_transform, seed, epoch)
-        for x1, x2 in self._loader(ds, batches, device):
-            yield x1.to(device, non_blocking=True), x2.to(device, non_blocking=True)
+        for step, (x1, x2) in enumerate(self._loader(ds, batches, device), start=start_step):
+            x1, x2 = x1.to(device, non_blocking=True), x2.to(device, non_blocking=True)
+            if self.device_augment is not None:
+                g = step_generator(seed, epoch, step, rank, "augment")
+                views = []
+                for x in (x1, x2):
+                    x = x.float().div_(255.0) if x.dtype == torch.uint8 else x
+                    x = self.device_augment(x, g)
+                    views.append(self.normalize(x) if self.normalize is not None else x)
+                x1, x2 = views
+            yield x1, x2
 
     def eval_batches(
         self, split: str, batch_size: int, *, device: torch.device
