@@ -306,20 +306,18 @@ def color_jitter(
         factors.to(dev, x.dtype, non_blocking=True),
     )
     y = x[sort.to(dev, non_blocking=True)]
+    blends = bool(enabled[:3].any())
     for pos in range(4):
         op, on = order[:, pos], active[:, pos] & (order[:, pos] != 3)  # [B]
-        if bool(enabled[:3].any()):
-            # brightness, contrast and saturation are blends with a per-sample target
+        if blends:
+            # brightness, contrast and saturation are blends f * y + (1 - f) * target with a
+            # per-sample target (0, mean luma, luma); f = 1 leaves a sample unchanged
+            f = torch.where(on, factors.gather(1, op[:, None])[:, 0], 1.0).view(-1, 1, 1, 1)
             gray = _luma(y)
-            target = torch.where(
-                _bview(op == 0, y).bool(),
-                torch.zeros_like(gray[:, :, :1, :1]),
-                torch.where(
-                    _bview(op == 1, y).bool(), gray.mean(dim=(1, 2, 3), keepdim=True), gray
-                ),
-            )
-            f = factors.gather(1, op[:, None])[:, 0]
-            y = torch.where(_bview(on, y).bool(), _blend(y, target, f), y)
+            is_c = (op == 1).to(y.dtype).view(-1, 1, 1, 1)
+            is_s = (op == 2).to(y.dtype).view(-1, 1, 1, 1)
+            target = is_s * gray + is_c * gray.mean(dim=(1, 2, 3), keepdim=True)
+            y = (f * y + (1.0 - f) * target).clamp_(0.0, 1.0)
         lo, hi = bounds[pos], bounds[pos + 1]
         if hi > lo:
             y = torch.cat((y[:lo], adjust_hue(y[lo:hi], factors[lo:hi, 3]), y[hi:]))
