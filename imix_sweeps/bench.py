@@ -2,7 +2,7 @@
 
     python -m imix_sweeps.bench [--data DIR] [--device auto|cpu|cuda] [--batch N] [--steps N]
                                 [--workers N] [--aug-batches N] [--knn-train N] [--knn-test N]
-                                [--compile] [--json PATH]
+                                [--compile] [--imagenet DIR] [--json PATH]
 
 In one process, on the device it runs on, it measures
 
@@ -22,7 +22,10 @@ In one process, on the device it runs on, it measures
 3. the kNN monitor (``imix_sweeps.train.knn_monitor``: features of the train and test splits,
    weighted kNN k 200) on ``--knn-train`` / ``--knn-test`` images, scaled to 50,000 / 10,000;
 4. the projected CIFAR-10 epoch time (50,000 images: ``50000 // batch`` steps + the kNN
-   monitor) of each path, checked against the targets.
+   monitor) of each path, checked against the targets;
+5. with ``--imagenet DIR``: pairs/s of the streaming ImageNet domain
+   (``imix_sweeps.data.images.imagenet``), ``device`` (workers crop, the rest batched on the
+   device) against ``reference`` (all of it on PIL images in the workers), 224 px.
 
 ``--data DIR``: a CIFAR-10 python folder (``DIR/cifar-10-batches-py`` or the folder itself),
 read with ``torchvision.datasets.CIFAR10(download=False)``. Without it a synthetic CIFAR-10 is
@@ -481,6 +484,23 @@ def resident(batch_pair: tuple[Tensor, Tensor]) -> Iterator[tuple[Tensor, Tensor
         yield batch_pair
 
 
+def stream_pairs_per_s(
+    root: Path, pipeline: str, *, batch: int, workers: int, n: int, device: torch.device
+) -> float:
+    """Pairs/s of the streaming ImageNet domain (``imix_sweeps.data.images.imagenet``):
+    ``reference`` = the MoCo v2 pipeline on PIL images in the workers; ``device`` = workers
+    decode and crop, colour / grayscale / blur / flip run batched on the device."""
+    from imix_sweeps.data.images import imagenet
+
+    dom = imagenet(str(root), pipeline=pipeline, workers=workers)
+    n = min(n, dom.steps_per_epoch(batch) - 1)
+    if n < 1:
+        raise ValueError(f"--imagenet {root}: fewer than 2 batches of {batch} training images")
+    it = dom.pretrain_batches(0, batch, seed=0, device=device)
+    time_batches(it, 1, device)  # worker start-up
+    return n * batch / time_batches(it, n, device)
+
+
 # ----------------------------------------------------------------------------- report
 @dataclass
 class Report:
@@ -494,6 +514,8 @@ class Report:
     data: str
     pairs_per_s: dict[str, float] = field(default_factory=dict)
     data_speedup: float = 0.0
+    stream_pairs_per_s: dict[str, float] = field(default_factory=dict)
+    stream_desc: str = ""
     training: list[StepResult] = field(default_factory=list)
     compute_step_s: float = 0.0
     knn_s: float = 0.0
@@ -518,6 +540,9 @@ def render(rep: Report) -> str:
     for k, v in rep.pairs_per_s.items():
         lines.append(f"| {k} | {v:,.0f} |")
     lines.append(f"| speed-up device / reference | {rep.data_speedup:.1f}x |")
+    if rep.stream_pairs_per_s:
+        lines += ["", f"| streaming ImageNet folder ({rep.stream_desc}) | pairs/s |", "|---|---:|"]
+        lines += [f"| {k} | {v:,.1f} |" for k, v in rep.stream_pairs_per_s.items()]
     lines += [
         "",
         "| training (ResNet-18 N-pair + i-Mix) | step | images/s | peak memory | "
@@ -651,6 +676,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="test images for the kNN timing (default all on GPU, 256 on CPU)",
     )
+    p.add_argument(
+        "--imagenet",
+        type=Path,
+        default=None,
+        help="also time the streaming ImageNet path on this ImageFolder root (train/, val/)",
+    )
+    p.add_argument(
+        "--imagenet-batch", type=int, default=None, help="default 256 on CUDA, 32 on CPU"
+    )
     p.add_argument("--modes", default="device,reference", help="training modes to time")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--synthetic-train", type=int, default=EPOCH_IMAGES, help=argparse.SUPPRESS)
@@ -741,6 +775,15 @@ def main(argv: list[str] | None = None) -> Report:
     rep.pairs_per_s[f"reference: torchvision on PIL, {workers} DataLoader workers"] = ref_pairs
     log(f"reference path: {ref_pairs:,.0f} pairs/s")
     rep.data_speedup = dev_pairs / ref_pairs
+    if args.imagenet is not None:
+        ib = args.imagenet_batch or (256 if gpu else 32)
+        rep.stream_desc = f"{args.imagenet}, 224 px, batch {ib}, {workers} workers"
+        for pipe in ("device", "reference"):
+            v = stream_pairs_per_s(
+                args.imagenet, pipe, batch=ib, workers=workers, n=aug_batches, device=device
+            )
+            rep.stream_pairs_per_s[pipe] = v
+            log(f"imagenet {pipe}: {v:,.1f} pairs/s")
 
     # 2. training steps
     trainers = []

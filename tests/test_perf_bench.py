@@ -132,3 +132,28 @@ def test_training_step_never_waits_for_the_gpu() -> None:
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert all(torch.isfinite(v) for v in losses)
+
+
+def _image_folder(root, per_class: int) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for wnid in ("n01440764", "n01443537"):
+        (root / wnid).mkdir(parents=True)
+        for i in range(per_class):
+            arr = (rng.random((40, 48, 3)) * 255).astype(np.uint8)
+            Image.fromarray(arr).save(root / wnid / f"{wnid}_{i}.JPEG", quality=90)
+
+
+@pytest.mark.parametrize("pipeline", ["device", "reference"])
+def test_streaming_imagenet_path_is_timed(tmp_path, pipeline) -> None:
+    _image_folder(tmp_path / "train", 6)
+    _image_folder(tmp_path / "val", 2)
+    v = bench.stream_pairs_per_s(
+        tmp_path, pipeline, batch=4, workers=0, n=1, device=torch.device("cpu")
+    )
+    assert v > 0
+    with pytest.raises(ValueError, match="fewer than 2 batches"):
+        bench.stream_pairs_per_s(
+            tmp_path, pipeline, batch=8, workers=0, n=1, device=torch.device("cpu")
+        )
