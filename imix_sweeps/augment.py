@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -331,6 +332,9 @@ def random_grayscale(
 
 
 # ----------------------------------------------------------------------------- blur
+_BLUR_MATRIX_MAX = 64  # up to this size the blur is a matrix product, above a depthwise conv
+
+
 def _reflect_index(idx: Tensor, n: int) -> Tensor:
     """Reflect padding (edge not repeated, as ``F.pad(mode="reflect")``) for any offset."""
     if n == 1:
@@ -363,7 +367,8 @@ def gaussian_blur(
     kernel_size: int | None = None,
 ) -> Tensor:
     """MoCo v2 ``RandomApply([GaussianBlur(sigma)], p)``: per-sample sigma ~ U(sigma), Gaussian
-    blur with reflect padding, as ``[B, H, H] @ x @ [B, W, W].T`` matrix products.
+    blur with reflect padding, as ``[B, H, H] @ x @ [B, W, W].T`` matrix products (images up to
+    64 px) or a per-sample depthwise separable convolution (larger images).
 
     MoCo v2 blurs with PIL's ``GaussianBlur(radius=sigma)`` (an extended box-blur approximation);
     here the exact Gaussian is used. ``kernel_size`` (odd) defaults to
@@ -379,11 +384,22 @@ def gaussian_blur(
     on = torch.rand(b, generator=generator) < p
     s = sigma[0] + (sigma[1] - sigma[0]) * torch.rand(b, generator=generator)
     s = s.to(x.device, torch.float32, non_blocking=True)
-    wy = _blur_matrix(s, height, kernel_size)
-    wx = wy if width == height else _blur_matrix(s, width, kernel_size)
-    return torch.where(
-        on.to(x.device, non_blocking=True).view(-1, 1, 1, 1), _apply_separable(x, wy, wx), x
-    )
+    r = kernel_size // 2
+    if max(height, width) <= _BLUR_MATRIX_MAX or r >= min(height, width):
+        wy = _blur_matrix(s, height, kernel_size)
+        wx = wy if width == height else _blur_matrix(s, width, kernel_size)
+        blurred = _apply_separable(x, wy, wx)
+    else:  # large images: a per-sample depthwise convolution (k taps instead of H per pixel)
+        t = torch.arange(-r, r + 1, device=x.device, dtype=torch.float32)
+        kern = torch.exp(-0.5 * (t.view(1, -1) / s.view(-1, 1)) ** 2)
+        kern = (kern / kern.sum(1, keepdim=True)).to(x.dtype)  # [B, k]
+        c = x.shape[1]
+        kern = kern.repeat_interleave(c, 0)  # [B * C, k]: one kernel per image channel
+        y = F.pad(x, (r, r, r, r), mode="reflect").reshape(1, b * c, height + 2 * r, -1)
+        y = F.conv2d(y, kern.view(b * c, 1, kernel_size, 1), groups=b * c)
+        y = F.conv2d(y, kern.view(b * c, 1, 1, kernel_size), groups=b * c)
+        blurred = y.view(b, c, height, width)
+    return torch.where(on.to(x.device, non_blocking=True).view(-1, 1, 1, 1), blurred, x)
 
 
 # ----------------------------------------------------------------------------- pipelines

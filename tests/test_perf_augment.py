@@ -109,8 +109,9 @@ def test_crop_box_distribution_matches_torchvision(hw, scale) -> None:
         assert stats.ks_2samp(mine.numpy(), theirs.numpy()).pvalue > 1e-3
 
 
-def test_gaussian_blur_equals_torchvision_per_sample() -> None:
-    x = _images(16, 24, 20)
+@pytest.mark.parametrize("hw", [(24, 20), (72, 80)])  # matrix product / depthwise conv
+def test_gaussian_blur_equals_torchvision_per_sample(hw) -> None:
+    x = _images(16, *hw)
     out = A.gaussian_blur(x, (0.1, 2.0), p=0.5, generator=torch.Generator().manual_seed(4))
     g = torch.Generator().manual_seed(4)
     on = torch.rand(16, generator=g) < 0.5
