@@ -777,13 +777,19 @@ def main(argv: list[str] | None = None) -> Report:
     rep.data_speedup = dev_pairs / ref_pairs
     if args.imagenet is not None:
         ib = args.imagenet_batch or (256 if gpu else 32)
-        rep.stream_desc = f"{args.imagenet}, 224 px, batch {ib}, {workers} workers"
+        rep.stream_desc = f"{args.imagenet}, 224 px, batch {ib}, {workers} workers" + (
+            "" if gpu else ", device ops on 1 CPU thread"
+        )
+        if not gpu:
+            torch.set_num_threads(1)  # main-process batched ops on one thread, as above
         for pipe in ("device", "reference"):
             v = stream_pairs_per_s(
                 args.imagenet, pipe, batch=ib, workers=workers, n=aug_batches, device=device
             )
             rep.stream_pairs_per_s[pipe] = v
             log(f"imagenet {pipe}: {v:,.1f} pairs/s")
+        if not gpu:
+            torch.set_num_threads(threads)
 
     # 2. training steps
     trainers = []
