@@ -16,7 +16,82 @@ from torch import Tensor
 
 
 def _rand(n: int, generator: torch.Generator | None, device) -> Tensor:
-    return torch.rand(n, generator=generator).to(device)
+    return torch.rand(n, generator=generator).to(device, non_blocking=True)
+
+
+# ----------------------------------------------------------------------------- resampling matrices
+def _resample_matrix(start: Tensor, length: Tensor, in_size: int, out_size: int) -> Tensor:
+    """``[B, out_size, in_size]`` weights that resize the window ``[start, start + length)`` of an
+    axis of ``in_size`` pixels to ``out_size`` pixels.
+
+    Bilinear with antialiasing, as ``torchvision`` ``resize(..., antialias=True)`` and PIL's
+    ``BILINEAR`` compute it: output pixel ``o`` is centred at ``start + (o + 0.5) * length / out``
+    and weighs input pixel ``k`` of the window by the triangle ``1 - |k + 0.5 - centre| / s``,
+    ``s = max(length / out, 1)`` (``s = 1`` when upsampling: plain bilinear, edge pixels
+    clamped), normalised to sum 1.
+    """
+    scale = (length / out_size).view(-1, 1, 1)  # [B, 1, 1]
+    support = scale.clamp(min=1.0)
+    o = torch.arange(out_size, device=start.device, dtype=start.dtype).view(1, -1, 1)
+    k = torch.arange(in_size, device=start.device, dtype=start.dtype).view(1, 1, -1)
+    centre = start.view(-1, 1, 1) + (o + 0.5) * scale  # [B, out, 1]
+    w = (1.0 - (k + 0.5 - centre).abs() / support).clamp(min=0.0)  # [B, out, in]
+    inside = (k >= start.view(-1, 1, 1)) & (k < (start + length).view(-1, 1, 1))
+    w = w * inside
+    return w / w.sum(-1, keepdim=True).clamp(min=1e-12)
+
+
+def _apply_separable(x: Tensor, wy: Tensor, wx: Tensor) -> Tensor:
+    """``out[b, c] = wy[b] @ x[b, c] @ wx[b].T``: x ``[B, C, H, W]``, wy ``[B, h, H]``, wx ``[B, w, W]``.
+
+    Two ``bmm`` calls with the channels folded into the matrix width (B products instead of
+    B * C small ones)."""
+    b, c, height, width = x.shape
+    oh = wy.shape[1]
+    y = torch.bmm(wy.to(x.dtype), x.permute(0, 2, 1, 3).reshape(b, height, c * width))
+    y = torch.bmm(y.view(b, oh * c, width), wx.to(x.dtype).transpose(1, 2))  # [B, h * C, w]
+    return y.view(b, oh, c, -1).permute(0, 2, 1, 3).contiguous()  # [B, C, h, w]
+
+
+def _crop_boxes(
+    b: int,
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    generator: torch.Generator | None,
+    tries: int = 10,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``torchvision`` ``RandomResizedCrop.get_params`` for a batch, on the CPU: up to ``tries``
+    (area, log-ratio) draws per sample, the first whose integer box fits wins; none fits -> the
+    central crop with the ratio clamped to ``ratio``. Returns float ``(top, left, h, w)`` [B]."""
+    area = float(height * width)
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    target = area * (scale[0] + (scale[1] - scale[0]) * torch.rand(b, tries, generator=generator))
+    aspect = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(b, tries, generator=generator))
+    w = torch.round(torch.sqrt(target * aspect))
+    h = torch.round(torch.sqrt(target / aspect))
+    ok = (w > 0) & (w <= width) & (h > 0) & (h <= height)  # [B, tries]
+    first = ok.float().argmax(1)  # index of the first fitting try
+    any_ok = ok.any(1)
+    w = w.gather(1, first[:, None])[:, 0]
+    h = h.gather(1, first[:, None])[:, 0]
+    # fallback: central crop
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        fw, fh = width, round(width / min(ratio))
+    elif in_ratio > max(ratio):
+        fw, fh = round(height * max(ratio)), height
+    else:
+        fw, fh = width, height
+    w = torch.where(any_ok, w, torch.full_like(w, fw))
+    h = torch.where(any_ok, h, torch.full_like(h, fh))
+    u_top, u_left = torch.rand(b, generator=generator), torch.rand(b, generator=generator)
+    top = torch.floor(u_top * (height - h + 1)).clamp(max=height - h)
+    left = torch.floor(u_left * (width - w + 1)).clamp(max=width - w)
+    top = torch.where(any_ok, top, torch.floor((height - h) / 2))
+    left = torch.where(any_ok, left, torch.floor((width - w) / 2))
+    return top, left, h, w
 
 
 def random_resized_crop(
@@ -27,31 +102,21 @@ def random_resized_crop(
     *,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Per-sample RandomResizedCrop, bilinear, as one ``grid_sample`` call.
+    """Per-sample ``RandomResizedCrop`` with ``torchvision``'s parameter semantics.
 
-    Area fraction ~ U(scale), log aspect ratio ~ U(log ratio); a crop that does not fit is
-    clamped to the image (torchvision retries and falls back to a centre crop; the clamp keeps
-    the scale distribution close while staying one batched op).
+    Box: ``torchvision.transforms.RandomResizedCrop.get_params`` for every sample at once (area
+    fraction ~ U(scale), log aspect ratio ~ U(log ratio), integer box, up to 10 tries, central
+    fallback). Resize: bilinear with antialiasing (``resize(..., antialias=True)``, PIL
+    ``BILINEAR``), as two batched matrix products ``Wy @ crop @ Wx.T``, so any input and output
+    size works and nothing loops over the batch.
     """
-    b = x.shape[0]
+    b, _, height, width = x.shape
     out_h, out_w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    dev = x.device
-    area = scale[0] + (scale[1] - scale[0]) * _rand(b, generator, dev)
-    log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * _rand(
-        b, generator, dev
-    )
-    r = torch.exp(log_r)
-    cw = torch.sqrt(area * r).clamp(max=1.0)  # crop width as a fraction of the image width
-    ch = torch.sqrt(area / r).clamp(max=1.0)
-    cx = (1.0 - cw) * _rand(b, generator, dev) + cw / 2  # centre in [cw/2, 1 - cw/2]
-    cy = (1.0 - ch) * _rand(b, generator, dev) + ch / 2
-    theta = torch.zeros(b, 2, 3, device=dev, dtype=x.dtype)
-    theta[:, 0, 0] = cw
-    theta[:, 0, 2] = 2 * cx - 1
-    theta[:, 1, 1] = ch
-    theta[:, 1, 2] = 2 * cy - 1
-    grid = F.affine_grid(theta, [b, x.shape[1], out_h, out_w], align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    boxes = _crop_boxes(b, height, width, scale, ratio, generator)
+    top, left, h, w = (t.to(x.device, non_blocking=True) for t in boxes)
+    wy = _resample_matrix(top, h, height, out_h)
+    wx = _resample_matrix(left, w, width, out_w)
+    return _apply_separable(x, wy, wx)
 
 
 def random_hflip(x: Tensor, p: float = 0.5, *, generator: torch.Generator | None = None) -> Tensor:
@@ -99,9 +164,270 @@ def input_drop(
     if p <= 0:
         return x
     n = x.shape[1] if columns is None else columns
-    keep = (torch.rand(x.shape[0], n, generator=generator) > p).to(x.device, x.dtype)
+    keep = (torch.rand(x.shape[0], n, generator=generator) > p).to(
+        x.device, x.dtype, non_blocking=True
+    )
     if columns is None:
         return x * keep
     out = x.clone()
     out[:, :n] = x[:, :n] * keep
     return out
+
+
+# ----------------------------------------------------------------------------- colour (torchvision)
+# ``torchvision``'s tensor kernels with one factor per sample instead of one per call.
+_GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale (ITU-R 601-2 luma)
+
+
+def _luma(x: Tensor) -> Tensor:
+    """``[B, 3, H, W] -> [B, 1, H, W]`` (1-channel inputs pass through)."""
+    if x.shape[1] == 1:
+        return x
+    r, g, b = x.unbind(1)
+    return (_GRAY_WEIGHTS[0] * r + _GRAY_WEIGHTS[1] * g + _GRAY_WEIGHTS[2] * b).unsqueeze(1)
+
+
+def _bview(v: Tensor, x: Tensor) -> Tensor:
+    return v.to(device=x.device, dtype=x.dtype, non_blocking=True).view(-1, 1, 1, 1)
+
+
+def _blend(x: Tensor, other: Tensor, factor: Tensor) -> Tensor:
+    """``clamp(f * x + (1 - f) * other, 0, 1)`` with ``factor`` [B] broadcast per sample."""
+    f = _bview(factor, x)
+    return (f * x + (1.0 - f) * other).clamp(0.0, 1.0)
+
+
+def adjust_brightness(x: Tensor, factor: Tensor) -> Tensor:
+    return _blend(x, torch.zeros_like(x[:, :1]), factor)
+
+
+def adjust_contrast(x: Tensor, factor: Tensor) -> Tensor:
+    return _blend(x, _luma(x).mean(dim=(1, 2, 3), keepdim=True), factor)
+
+
+def adjust_saturation(x: Tensor, factor: Tensor) -> Tensor:
+    if x.shape[1] == 1:
+        return x
+    return _blend(x, _luma(x), factor)
+
+
+def adjust_hue(x: Tensor, factor: Tensor) -> Tensor:
+    """Hue rotation by ``factor`` [B] in [-0.5, 0.5] turns, via HSV (torchvision's kernel).
+
+    RGB -> hue as torchvision's ``_rgb2hsv``; back in closed form: channel ``n`` (r 5, g 3, b 1)
+    is ``v - v * s * clamp(min(k, 4 - k), 0, 1)``, ``k = (n + 6 h) mod 6``, with ``v = max`` and
+    ``v * s = max - min`` (torchvision's six-sector table up to float rounding)."""
+    if x.shape[1] == 1 or x.shape[0] == 0:
+        return x
+    r, g, _ = x.unbind(1)
+    minc, maxc = torch.aminmax(x, dim=1)
+    cr = maxc - minc
+    crd = torch.where(cr == 0, torch.ones_like(cr), cr)
+    rc, gc, bc = ((maxc.unsqueeze(1) - x) / crd.unsqueeze(1)).unbind(1)
+    is_r = maxc == r
+    is_g = (maxc == g) & ~is_r
+    h = torch.where(is_r, bc - gc, torch.where(is_g, 2.0 + rc - bc, 4.0 + gc - rc))
+    h = torch.fmod(h / 6.0 + 1.0, 1.0)
+    h = torch.remainder(h + factor.to(x.device, x.dtype, non_blocking=True).view(-1, 1, 1), 1.0)
+    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    k = torch.remainder(n + 6.0 * h.unsqueeze(1), 6.0)
+    return maxc.unsqueeze(1) - cr.unsqueeze(1) * torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
+
+
+def _factor_range(v: float, name: str, centre: float = 1.0, bound: float | None = None):
+    if v < 0:
+        raise ValueError(f"{name} must be non-negative, got {v}")
+    lo, hi = centre - v, centre + v
+    if bound is not None:
+        if v > bound:
+            raise ValueError(f"{name} must be in [0, {bound}], got {v}")
+    else:
+        lo = max(0.0, lo)
+    return lo, hi
+
+
+def color_jitter(
+    x: Tensor,
+    brightness: float = 0.4,
+    contrast: float = 0.4,
+    saturation: float = 0.4,
+    hue: float = 0.1,
+    p: float = 0.8,
+    *,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """``RandomApply([ColorJitter(brightness, contrast, saturation, hue)], p)`` per sample.
+
+    Factors as ``torchvision``: brightness, contrast and saturation ~ U(max(0, 1 - v), 1 + v),
+    hue shift ~ U(-hue, hue); the four operations run in an independent uniformly random order
+    for every sample (``torchvision`` draws ``randperm(4)`` per image). Batched: at each of the
+    four positions every sample gets the operation its order puts there, selected with
+    ``torch.where`` (no host synchronisation, no loop over the batch). A zero strength skips
+    that operation, as in torchvision. 1-channel inputs get brightness and contrast only.
+    """
+    b = x.shape[0]
+    ranges = [
+        _factor_range(brightness, "brightness"),
+        _factor_range(contrast, "contrast"),
+        _factor_range(saturation, "saturation"),
+        _factor_range(hue, "hue", centre=0.0, bound=0.5),
+    ]
+    apply = torch.rand(b, generator=generator) < p  # [B]
+    order = torch.argsort(torch.rand(b, 4, generator=generator), dim=1)  # [B, 4] random perm
+    u = torch.rand(b, 4, generator=generator)
+    factors = torch.stack([lo + (hi - lo) * u[:, j] for j, (lo, hi) in enumerate(ranges)], 1)
+    enabled = torch.tensor(
+        [
+            brightness > 0,
+            contrast > 0,
+            saturation > 0 and x.shape[1] == 3,
+            hue > 0 and x.shape[1] == 3,
+        ]
+    )
+    active = enabled[order] & apply[:, None]  # [B, 4]: op at this position runs
+    # Hue is the costly op: sort the batch by the position of its hue step (4 = none) so that at
+    # each position it runs on one contiguous slice only. Sizes are known on the host (the draws
+    # are CPU tensors), so this needs no device synchronisation.
+    hue_at = torch.where(active & (order == 3), torch.arange(4).expand(b, 4), 4).amin(1)  # [B]
+    sort = torch.argsort(hue_at, stable=True)
+    bounds = [0, *torch.cumsum(torch.bincount(hue_at, minlength=5), 0).tolist()]
+    order, active, factors = order[sort], active[sort], factors[sort]
+    dev = x.device
+    order, active, factors = (
+        order.to(dev, non_blocking=True),
+        active.to(dev, non_blocking=True),
+        factors.to(dev, x.dtype, non_blocking=True),
+    )
+    y = x[sort.to(dev, non_blocking=True)]
+    blends = bool(enabled[:3].any())
+    for pos in range(4):
+        op, on = order[:, pos], active[:, pos] & (order[:, pos] != 3)  # [B]
+        if blends:
+            # brightness, contrast and saturation are blends f * y + (1 - f) * target with a
+            # per-sample target (0, mean luma, luma); f = 1 leaves a sample unchanged
+            f = torch.where(on, factors.gather(1, op[:, None])[:, 0], 1.0).view(-1, 1, 1, 1)
+            gray = _luma(y)
+            is_c = (op == 1).to(y.dtype).view(-1, 1, 1, 1)
+            is_s = (op == 2).to(y.dtype).view(-1, 1, 1, 1)
+            target = is_s * gray + is_c * gray.mean(dim=(1, 2, 3), keepdim=True)
+            y = (f * y + (1.0 - f) * target).clamp_(0.0, 1.0)
+        lo, hi = bounds[pos], bounds[pos + 1]
+        if hi > lo:
+            y = torch.cat((y[:lo], adjust_hue(y[lo:hi], factors[lo:hi, 3]), y[hi:]))
+    return y[torch.argsort(sort).to(dev, non_blocking=True)]
+
+
+def random_grayscale(
+    x: Tensor, p: float = 0.2, *, generator: torch.Generator | None = None
+) -> Tensor:
+    """``RandomGrayscale(p)``: luma replicated over the channels, per sample with probability p."""
+    on = (
+        (torch.rand(x.shape[0], generator=generator) < p)
+        .to(x.device, non_blocking=True)
+        .view(-1, 1, 1, 1)
+    )
+    if x.shape[1] == 1:
+        return x
+    return torch.where(on, _luma(x).expand_as(x), x)
+
+
+# ----------------------------------------------------------------------------- blur
+_BLUR_MATRIX_MAX = 64  # up to this size the blur is a matrix product, above a depthwise conv
+
+
+def _reflect_index(idx: Tensor, n: int) -> Tensor:
+    """Reflect padding (edge not repeated, as ``F.pad(mode="reflect")``) for any offset."""
+    if n == 1:
+        return torch.zeros_like(idx)
+    period = 2 * (n - 1)
+    m = torch.remainder(idx, period)
+    return torch.where(m >= n, period - m, m)
+
+
+def _blur_matrix(sigma: Tensor, n: int, kernel_size: int) -> Tensor:
+    """``[B, n, n]``: 1-D Gaussian blur with per-sample ``sigma`` and reflect padding."""
+    r = kernel_size // 2
+    t = torch.arange(-r, r + 1, device=sigma.device, dtype=sigma.dtype)  # [k]
+    kern = torch.exp(-0.5 * (t.view(1, -1) / sigma.view(-1, 1)) ** 2)
+    kern = kern / kern.sum(1, keepdim=True)  # [B, k]
+    i = torch.arange(n, device=sigma.device).view(-1, 1)
+    src = _reflect_index(i + torch.arange(-r, r + 1, device=sigma.device).view(1, -1), n)  # [n, k]
+    b = sigma.shape[0]
+    m = torch.zeros(b, n, n, device=sigma.device, dtype=sigma.dtype)
+    m.scatter_add_(2, src.unsqueeze(0).expand(b, -1, -1), kern.unsqueeze(1).expand(-1, n, -1))
+    return m
+
+
+def gaussian_blur(
+    x: Tensor,
+    sigma: tuple[float, float] = (0.1, 2.0),
+    p: float = 0.5,
+    *,
+    generator: torch.Generator | None = None,
+    kernel_size: int | None = None,
+) -> Tensor:
+    """MoCo v2 ``RandomApply([GaussianBlur(sigma)], p)``: per-sample sigma ~ U(sigma), Gaussian
+    blur with reflect padding, as ``[B, H, H] @ x @ [B, W, W].T`` matrix products (images up to
+    64 px) or a per-sample depthwise separable convolution (larger images).
+
+    MoCo v2 blurs with PIL's ``GaussianBlur(radius=sigma)`` (an extended box-blur approximation);
+    here the exact Gaussian is used. ``kernel_size`` (odd) defaults to
+    ``2 * ceil(3 * sigma_max) + 1`` (13 for sigma up to 2), i.e. +-3 sigma.
+    """
+    b, _, height, width = x.shape
+    if kernel_size is None:
+        kernel_size = 2 * math.ceil(3 * sigma[1]) + 1
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"gaussian_blur kernel_size must be odd and positive, got {kernel_size}")
+    if not 0 < sigma[0] <= sigma[1]:
+        raise ValueError(f"gaussian_blur sigma must satisfy 0 < min <= max, got {sigma}")
+    on = torch.rand(b, generator=generator) < p
+    s = sigma[0] + (sigma[1] - sigma[0]) * torch.rand(b, generator=generator)
+    s = s.to(x.device, torch.float32, non_blocking=True)
+    r = kernel_size // 2
+    if max(height, width) <= _BLUR_MATRIX_MAX or r >= min(height, width):
+        wy = _blur_matrix(s, height, kernel_size)
+        wx = wy if width == height else _blur_matrix(s, width, kernel_size)
+        blurred = _apply_separable(x, wy, wx)
+    else:  # large images: a per-sample depthwise convolution (k taps instead of H per pixel)
+        t = torch.arange(-r, r + 1, device=x.device, dtype=torch.float32)
+        kern = torch.exp(-0.5 * (t.view(1, -1) / s.view(-1, 1)) ** 2)
+        kern = (kern / kern.sum(1, keepdim=True)).to(x.dtype)  # [B, k]
+        c = x.shape[1]
+        kern = kern.repeat_interleave(c, 0)  # [B * C, k]: one kernel per image channel
+        y = F.pad(x, (r, r, r, r), mode="reflect").reshape(1, b * c, height + 2 * r, -1)
+        y = F.conv2d(y, kern.view(b * c, 1, kernel_size, 1), groups=b * c)
+        y = F.conv2d(y, kern.view(b * c, 1, 1, kernel_size), groups=b * c)
+        blurred = y.view(b, c, height, width)
+    return torch.where(on.to(x.device, non_blocking=True).view(-1, 1, 1, 1), blurred, x)
+
+
+# ----------------------------------------------------------------------------- pipelines
+def contrastive_views(
+    x: Tensor,
+    size: Sequence[int] | int,
+    *,
+    generator: torch.Generator | None = None,
+    scale: tuple[float, float] = (0.2, 1.0),
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1),
+    p_jitter: float = 0.8,
+    p_gray: float = 0.2,
+    blur: tuple[float, float] | None = None,
+    p_blur: float = 0.5,
+    p_flip: float = 0.5,
+) -> Tensor:
+    """The i-Mix / MoCo v2 image augmentation of one view, in torchvision's order:
+    RandomResizedCrop(size, scale) -> RandomApply(ColorJitter(*jitter), p_jitter) ->
+    RandomGrayscale(p_gray) -> [RandomApply(GaussianBlur(blur), p_blur)] -> RandomHorizontalFlip.
+
+    The CIFAR defaults are the official i-Mix CIFAR pipeline; ImageNet adds ``blur=(0.1, 2.0)``.
+    Input ``[B, C, H, W]`` in [0, 1] (uint8 is scaled); output ``[B, C, *size]``, not normalised.
+    """
+    if x.dtype == torch.uint8:
+        x = x.float().div_(255.0)
+    x = random_resized_crop(x, size, scale=scale, generator=generator)
+    x = color_jitter(x, *jitter, p=p_jitter, generator=generator)
+    x = random_grayscale(x, p_gray, generator=generator)
+    if blur is not None:
+        x = gaussian_blur(x, blur, p_blur, generator=generator)
+    return random_hflip(x, p_flip, generator=generator)

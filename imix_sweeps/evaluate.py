@@ -63,14 +63,14 @@ def knn_top1(
     c = int(num_classes or int(train_y.max()) + 1)
     train_f, test_f = F.normalize(train_f, dim=1), F.normalize(test_f, dim=1)
     k = min(k, train_f.shape[0])
-    correct = 0
+    correct = torch.zeros((), dtype=torch.long, device=test_f.device)  # summed on the device
     for i in range(0, test_f.shape[0], chunk):
         sim = test_f[i : i + chunk] @ train_f.t()  # [b, N]
         w, idx = sim.topk(k, dim=1)  # [b, k]
         votes = torch.zeros(sim.shape[0], c, device=sim.device)
         votes.scatter_add_(1, train_y[idx], (w / temperature).exp())
-        correct += (votes.argmax(1) == test_y[i : i + chunk]).sum().item()
-    return 100.0 * correct / test_f.shape[0]
+        correct += (votes.argmax(1) == test_y[i : i + chunk]).sum()
+    return 100.0 * correct.item() / test_f.shape[0]  # the one host synchronisation
 
 
 @dataclass

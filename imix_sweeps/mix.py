@@ -43,11 +43,12 @@ def sample_beta(
 ) -> Tensor:
     """``n`` draws of Beta(alpha, alpha) as a float32 tensor [n]."""
     draws = _numpy_rng(generator).beta(alpha, alpha, size=n)
-    return torch.as_tensor(draws, dtype=torch.float32, device=device)
+    # non_blocking: a CPU -> GPU copy that does not wait for the queued GPU work
+    return torch.as_tensor(draws, dtype=torch.float32).to(device, non_blocking=True)
 
 
 def randperm(n: int, *, generator: torch.Generator | None = None, device=None) -> Tensor:
-    return torch.randperm(n, generator=generator).to(device)
+    return torch.randperm(n, generator=generator).to(device, non_blocking=True)
 
 
 def _expand(lam: Tensor, x: Tensor) -> Tensor:

@@ -166,6 +166,31 @@ def _optimizer(model: nn.Module, spec: TrainSpec, device: torch.device) -> torch
     return torch.optim.SGD(params, **kwargs)
 
 
+def train_step(
+    step_fn: Callable[..., Any],
+    opt: torch.optim.Optimizer,
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    *,
+    generator: torch.Generator,
+    amp_dtype: torch.dtype | None,
+    channels_last: bool = False,
+    index: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One optimisation step on a two-view batch; returns the detached float32 loss, still on
+    the device (nothing here waits for the device)."""
+    if channels_last and x1.dim() == 4:
+        x1 = x1.contiguous(memory_format=torch.channels_last)
+        x2 = x2.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(x1.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        extra = {} if index is None else {"index": index}  # memory-bank methods (InsDis, CMC)
+        out = step_fn(x1, x2, generator=generator, **extra)
+    opt.zero_grad(set_to_none=True)
+    out.loss.backward()
+    opt.step()
+    return out.loss.detach().float()
+
+
 def knn_monitor(
     model: nn.Module, domain, spec: TrainSpec, device: torch.device, amp_dtype
 ) -> float:
@@ -284,18 +309,18 @@ def train(
             lr = lr_at(spec, epoch + step / steps_per_epoch)
             for group in opt.param_groups:
                 group["lr"] = lr
-            if spec.channels_last and x1.dim() == 4:
-                x1, x2 = (
-                    x1.contiguous(memory_format=torch.channels_last),
-                    x2.contiguous(memory_format=torch.channels_last),
-                )
             gen = step_generator(spec.seed, epoch, step, info.rank, "mix")
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                out = step_fn(x1, x2, generator=gen, **({"index": index[0]} if index else {}))
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            opt.step()
-            loss_sum += out.loss.detach().float()
+            loss = train_step(
+                step_fn,
+                opt,
+                x1,
+                x2,
+                generator=gen,
+                amp_dtype=amp_dtype,
+                channels_last=spec.channels_last,
+                index=index[0] if index else None,
+            )
+            loss_sum += loss
             n_steps += 1
             if spec.check_finite_every and (step + 1) % spec.check_finite_every == 0:
                 _check_finite(loss_sum, epoch, step)
@@ -305,7 +330,7 @@ def train(
                     epoch + 1,
                     step + 1,
                     steps_per_epoch,
-                    out.loss.item(),
+                    loss.item(),
                     lr,
                 )
             if should_stop():

@@ -40,7 +40,8 @@ class InMemoryDomain:
     """A dataset that fits in memory, augmented on the device.
 
     ``train_x``/``test_x``: raw samples (uint8 images are scaled to [0, 1] on the device);
-    ``augment``: batched two-view augmentation (called once per view); ``normalize``: applied
+    ``pretrain_x``: samples for pre-training when they differ from ``train_x`` (STL-10's
+    unlabeled split), else ``None``; ``augment``: batched two-view augmentation (called once per view); ``normalize``: applied
     after augmentation and to evaluation inputs.
     """
 
@@ -54,6 +55,7 @@ class InMemoryDomain:
     augment: AugmentFn
     normalize: Callable[[Tensor], Tensor] = lambda x: x
     eval_transform: Callable[[Tensor], Tensor] = lambda x: x
+    pretrain_x: Tensor | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -70,21 +72,25 @@ class InMemoryDomain:
         return self._cache[key]
 
     @property
+    def _pretrain_name(self) -> str:
+        return "train_x" if self.pretrain_x is None else "pretrain_x"
+
+    @property
     def num_pretrain(self) -> int:
         """Number of pre-training samples (what the indices of with_index=True range over)."""
-        return len(self.train_x)
+        return len(getattr(self, self._pretrain_name))
 
     def steps_per_epoch(self, batch_size: int, world_size: int = 1) -> int:
-        per_rank = len(self.train_x) // world_size
+        per_rank = self.num_pretrain // world_size
         steps = per_rank // (batch_size // world_size)
         if steps == 0:
             raise ValueError(
-                f"{self.name}: batch size {batch_size} is larger than the {len(self.train_x)} training samples"
+                f"{self.name}: batch size {batch_size} is larger than the {self.num_pretrain} training samples"
             )
         return steps
 
     def epoch_order(self, epoch: int, seed: int) -> Tensor:
-        return torch.randperm(len(self.train_x), generator=step_generator(seed, epoch, "order"))
+        return torch.randperm(self.num_pretrain, generator=step_generator(seed, epoch, "order"))
 
     def pretrain_batches(
         self,
@@ -103,15 +109,15 @@ class InMemoryDomain:
         (memory-bank methods)."""
         local = batch_size // world_size
         steps = self.steps_per_epoch(batch_size, world_size)
-        order = self.epoch_order(epoch, seed)
-        data = self._on("train_x", device)
+        order = self.epoch_order(epoch, seed).to(device)  # once per epoch: no copy inside a step
+        data = self._on(self._pretrain_name, device)
         for step in range(start_step, steps):
             idx = order[step * batch_size + rank * local : step * batch_size + (rank + 1) * local]
-            x = self._to_float(data[idx.to(device)])
+            x = self._to_float(data[idx])
             g = step_generator(seed, epoch, step, rank, "augment")
             x1 = self.normalize(self.augment(x, g))
             x2 = self.normalize(self.augment(x, g))
-            yield (x1, x2, idx.to(device)) if with_index else (x1, x2)
+            yield (x1, x2, idx) if with_index else (x1, x2)
 
     def eval_batches(
         self, split: str, batch_size: int, *, device: torch.device
