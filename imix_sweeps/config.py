@@ -55,8 +55,6 @@ class DomainConf:
     modality: str = MISSING
     num_classes: int = MISSING
     root: str | None = None  # where the dataset lives (null for embedded data)
-    input_mean: list[float] | None = None  # per-channel normalisation of image inputs, where
-    input_std: list[float] | None = None  # a method must undo it (CMC's colour conversion)
     temperature: float = 0.2
     batch_size: int = 256
     epochs: int = 200
@@ -265,7 +263,19 @@ def build_backbone(cfg: DictConfig, in_shape: list[int]):
     return instantiate(cfg.backbone.net, in_shape=list(in_shape), _convert_="all")
 
 
-def build_method(cfg: DictConfig, backbone, mix: MixStrategy):
+def build_method(cfg: DictConfig, backbone, mix: MixStrategy, domain=None):
+    """The method of ``cfg.method.model``. Options a method declares as ``input_mean`` /
+    ``input_std`` (null) are taken from the built domain's normalisation (``input_stats``)."""
     # Built as a partial, then called: objects passed to instantiate() would be turned into configs.
     builder = instantiate(cfg.method.model, _partial_=True, _convert_="all")
-    return builder(backbone=backbone, mix=mix)
+    model_cfg = cfg.method.model
+    stats = getattr(domain, "input_stats", None)
+    extra = {}
+    if (
+        stats is not None
+        and "input_mean" in model_cfg
+        and model_cfg.input_mean is None
+        and model_cfg.input_std is None
+    ):
+        extra = {"input_mean": list(stats[0]), "input_std": list(stats[1])}
+    return builder(backbone=backbone, mix=mix, **extra)

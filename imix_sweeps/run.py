@@ -233,7 +233,7 @@ def run(
         device = _device(cfg)
         domain = build_domain(cfg)
         backbone = build_backbone(cfg, domain.in_shape)
-        method = build_method(cfg, backbone, build_mix(cfg))
+        method = build_method(cfg, backbone, build_mix(cfg), domain)
         log.info(
             "run %s: method=%s mix=%s domain=%s backbone=%s seed=%d on %s (world %d)",
             run_dir,

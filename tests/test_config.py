@@ -21,10 +21,14 @@ from imix_sweeps.config import (
     validate,
     warmup_of,
 )
-from imix_sweeps.data.digits import digits, digits_tab
+from imix_sweeps.data.digits import digits, digits_rgb, digits_tab
 from tests.conftest import compose
 
-EMBEDDED = {"digits": digits, "digits_tab": digits_tab}  # built without data files
+EMBEDDED = {
+    "digits": digits,
+    "digits_tab": digits_tab,
+    "digits_rgb": digits_rgb,
+}  # built without data files
 
 # The validity of a method x mix x domain x backbone choice is the conjunction of pairwise rules
 # (backbone-domain, mix-domain, mix-method, method-domain). The full method x mix grid is composed,
@@ -63,7 +67,7 @@ def test_method_mix_grid_composes_and_steps_or_is_rejected_clearly(method, mix, 
     if not _check_rejection(cfg, method=method, mix=mix):
         return
     dom = embedded[domain]
-    model = build_method(cfg, build_backbone(cfg, dom.in_shape), build_mix(cfg))
+    model = build_method(cfg, build_backbone(cfg, dom.in_shape), build_mix(cfg), dom)
     extra = {}
     if getattr(model, "needs_index", False):  # memory-bank methods get sample indices
         model.bind_num_samples(dom.num_pretrain)

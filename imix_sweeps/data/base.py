@@ -56,6 +56,9 @@ class InMemoryDomain:
     normalize: Callable[[Tensor], Tensor] = lambda x: x
     eval_transform: Callable[[Tensor], Tensor] = lambda x: x
     pretrain_x: Tensor | None = None
+    # per-channel (mean, std) that ``normalize`` applies to images in [0, 1], for methods that
+    # must undo it (CMC's colour conversion); None where inputs are not normalised images
+    input_stats: tuple[list[float], list[float]] | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property

@@ -98,4 +98,5 @@ def digits_rgb(
         test_y=yte,
         augment=augment,
         normalize=lambda x: (x - m.to(x.device)) / s.to(x.device),
+        input_stats=(list(mean), list(std)),
     )

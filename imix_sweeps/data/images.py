@@ -179,6 +179,7 @@ def image_domain(
             ),
             eval_transform=reference_eval(mean, std, size=size if size != native else None),
             workers=workers,
+            input_stats=(list(mean), list(std)),
         )
 
     def nchw(a: np.ndarray) -> Tensor:
@@ -201,6 +202,7 @@ def image_domain(
         augment=device_augment(size, scale=scale, blur=blur),
         normalize=_normalizer(mean, std),
         eval_transform=eval_transform,
+        input_stats=(list(mean), list(std)),
     )
 
 
@@ -582,6 +584,7 @@ def imagenet(
         train_transform=train_transform,
         eval_transform=reference_eval(IMAGENET_MEAN, IMAGENET_STD, size=size, resize=resize),
         workers=workers,
+        input_stats=(list(IMAGENET_MEAN), list(IMAGENET_STD)),
         **hybrid,
     )
 

@@ -150,6 +150,7 @@ class LoaderDomain:
     workers: int = 4
     pin_memory: bool | None = None  # None: when the device is CUDA
     prefetch_factor: int = 4
+    input_stats: tuple[list[float], list[float]] | None = None  # as InMemoryDomain.input_stats
     _in_shape: list[int] | None = field(default=None, repr=False)
 
     @property
