@@ -415,3 +415,40 @@ def test_reference_ranks_split_the_global_batch(tmp_path: Path):
     assert d.steps_per_epoch(16, 2) == d.steps_per_epoch(16) == 2
     for v in (0, 1):
         assert torch.equal(torch.cat([parts[0][v], parts[1][v]]), whole[v])
+
+
+def test_both_pipelines_give_memory_bank_indices_in_the_same_order(tmp_path: Path):
+    write_cifar(tmp_path / "c", 10)
+    dev = I.cifar(str(tmp_path / "c"))
+    ref = I.cifar(str(tmp_path / "c"), pipeline="reference", workers=0)
+    assert dev.num_pretrain == ref.num_pretrain == 40
+    order = dev.epoch_order(1, 3)
+    for dom in (dev, ref):
+        got = [
+            b[2]
+            for b in dom.pretrain_batches(1, 16, seed=3, device=CPU, with_index=True, start_step=1)
+        ]
+        assert [g.tolist() for g in got] == [order[16:32].tolist()]  # 2 steps of 16: the second
+        x1, _, idx = next(dom.pretrain_batches(1, 16, seed=3, device=CPU, with_index=True))
+        assert idx.dtype == torch.long and x1.shape[0] == idx.shape[0] == 16
+
+
+def test_insdis_trains_on_the_reference_pipeline(tmp_path: Path):
+    from imix_sweeps.backbones import small_cnn
+    from imix_sweeps.methods import insdis
+    from imix_sweeps.mix import MixStrategy
+    from imix_sweeps.train import TrainSpec, train
+
+    write_cifar(tmp_path / "c", 10)
+    ref = I.cifar(str(tmp_path / "c"), pipeline="reference", workers=0)
+    model = insdis(
+        small_cnn(ref.in_shape, width=4), MixStrategy(), dim=8, num_negatives=16, loss="softmax"
+    )
+    out = train(
+        model,
+        ref,
+        TrainSpec(epochs=1, batch_size=16, warmup_epochs=0, amp=False),
+        tmp_path / "run",
+        device=CPU,
+    )
+    assert out.epochs_done == 1 and out.final_loss is not None and np.isfinite(out.final_loss)

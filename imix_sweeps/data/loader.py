@@ -158,6 +158,11 @@ class LoaderDomain:
         return self.train if self.pretrain is None else self.pretrain
 
     @property
+    def num_pretrain(self) -> int:
+        """Number of pre-training samples (what the indices of with_index=True range over)."""
+        return len(self.pretrain_source)
+
+    @property
     def in_shape(self) -> list[int]:
         if self._in_shape is None:
             self._in_shape = list(self.eval_transform(self.test.load(0)).shape)
@@ -197,8 +202,11 @@ class LoaderDomain:
         rank: int = 0,
         world_size: int = 1,
         start_step: int = 0,
-    ) -> Iterator[tuple[Tensor, Tensor]]:
-        """Two augmented views of this rank's share of each global batch (see module doc)."""
+        with_index: bool = False,
+    ) -> Iterator[tuple[Tensor, ...]]:
+        """Two augmented views of this rank's share of each global batch (see module doc);
+        ``with_index``: ``(x1, x2, idx)`` with each sample's index into the pre-training set
+        (memory-bank methods)."""
         local = batch_size // world_size
         steps = self.steps_per_epoch(batch_size, world_size)
         order = self.epoch_order(epoch, seed).tolist()
@@ -219,7 +227,11 @@ class LoaderDomain:
                     x = self.device_augment(x, g)
                     views.append(self.normalize(x) if self.normalize is not None else x)
                 x1, x2 = views
-            yield x1, x2
+            if with_index:
+                idx = torch.tensor(batches[step - start_step], dtype=torch.long)
+                yield x1, x2, idx.to(device, non_blocking=True)
+            else:
+                yield x1, x2
 
     def eval_batches(
         self, split: str, batch_size: int, *, device: torch.device
