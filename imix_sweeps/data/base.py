@@ -35,6 +35,14 @@ def step_generator(*keys: int | str) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
 
 
+def rank_share(order: Tensor, step: int, batch_size: int, rank: int, world_size: int) -> Tensor:
+    """This rank's slice of global batch ``step`` of an epoch's sample ``order``: the ranks'
+    slices partition the global batch, so a DDP step sees what one process would."""
+    local = batch_size // world_size
+    start = step * batch_size + rank * local
+    return order[start : start + local]
+
+
 @dataclass
 class InMemoryDomain:
     """A dataset that fits in memory, augmented on the device.
@@ -110,12 +118,11 @@ class InMemoryDomain:
         """Two augmented views ``(x1, x2)`` of this rank's share of the global batch;
         ``with_index``: ``(x1, x2, idx)`` with each sample's index into the training set
         (memory-bank methods)."""
-        local = batch_size // world_size
         steps = self.steps_per_epoch(batch_size, world_size)
         order = self.epoch_order(epoch, seed).to(device)  # once per epoch: no copy inside a step
         data = self._on(self._pretrain_name, device)
         for step in range(start_step, steps):
-            idx = order[step * batch_size + rank * local : step * batch_size + (rank + 1) * local]
+            idx = rank_share(order, step, batch_size, rank, world_size)
             x = self._to_float(data[idx])
             g = step_generator(seed, epoch, step, rank, "augment")
             x1 = self.normalize(self.augment(x, g))

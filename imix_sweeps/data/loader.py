@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from imix_sweeps.data.base import step_generator
+from imix_sweeps.data.base import rank_share, step_generator
 
 # (raw sample, seed) -> tensor; the transform draws all its randomness from ``seed``.
 SeededTransform = Callable[[Any, int], Tensor]
@@ -207,11 +207,10 @@ class LoaderDomain:
         """Two augmented views of this rank's share of each global batch (see module doc);
         ``with_index``: ``(x1, x2, idx)`` with each sample's index into the pre-training set
         (memory-bank methods)."""
-        local = batch_size // world_size
         steps = self.steps_per_epoch(batch_size, world_size)
-        order = self.epoch_order(epoch, seed).tolist()
+        order = self.epoch_order(epoch, seed)
         batches = [
-            order[s * batch_size + rank * local : s * batch_size + (rank + 1) * local]
+            rank_share(order, s, batch_size, rank, world_size).tolist()
             for s in range(start_step, steps)
         ]
         if not batches:
