@@ -178,8 +178,10 @@ def test_crashing_jobs_are_reported_failed_while_siblings_finish(tmp_path, job_n
         f"domain.data._target_={builders}",
     )
     assert out.returncode != 0, "a sweep with failed runs must exit non-zero"
-    runs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-    assert len(runs) == 3, runs
+    dirs = [p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert len(dirs) == 3, dirs
+    # each run dir names its overrides: order them as the builders above
+    runs = [next(d for d in dirs if f"_target_={b}," in d.name) for b in builders.split(",")]
     res = [json.loads((r / "results.json").read_text()) for r in runs]
     assert res[0]["status"] == "ok" and res[0]["linear_top1"] is not None
     # raised in Python: run.py recorded the error itself, with the run's own log file
