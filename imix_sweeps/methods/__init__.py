@@ -162,38 +162,6 @@ def insdis(
     )
 
 
-def cmc(
-    backbone: nn.Module,
-    mix: MixStrategy,
-    *,
-    dim: int = 128,
-    head: str = "linear",
-    hidden_dim: int | None = None,
-    color: str = "lab",
-    input_mean: list[float] | None = None,
-    input_std: list[float] | None = None,
-    temperature: float = 0.07,
-    num_negatives: int = 4096,
-    bank_momentum: float = 0.5,
-    loss: str = "nce",
-) -> CMC:
-    """CMC with ``color`` ``lab`` or ``ycbcr`` views; ``loss`` ``nce`` or ``softmax``."""
-    return CMC(
-        backbone,
-        mix,
-        dim,
-        head,
-        hidden_dim,
-        color,
-        input_mean,
-        input_std,
-        temperature,
-        num_negatives,
-        bank_momentum,
-        loss,
-    )
-
-
 def swav(
     backbone: nn.Module,
     mix: MixStrategy,
@@ -220,3 +188,7 @@ def swav(
         queue_length,
         freeze_prototypes_steps,
     )
+
+
+# CMC builds its own two encoders and heads from the backbone: the class is its builder.
+cmc = CMC

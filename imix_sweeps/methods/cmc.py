@@ -26,9 +26,9 @@ from torch import Tensor, nn
 
 from imix_sweeps.heads import build_head
 from imix_sweeps.methods.common import StepOut
-from imix_sweeps.methods.family import check_family
+from imix_sweeps.methods.family import check_family, single_view
 from imix_sweeps.methods.memory import MemoryBank
-from imix_sweeps.mix import MixStrategy, apply_input_mix, apply_to_views
+from imix_sweeps.mix import MixStrategy
 
 FAMILIES = ("none", "im")
 COLORS = ("lab", "ycbcr")
@@ -204,9 +204,7 @@ class CMC(nn.Module):
         index: Tensor | None = None,
     ) -> StepOut:
         index = self.memory_1.check_ready(index)
-        x1, x2 = apply_input_mix(self.mix, x1, x2, generator)  # InputMix, if configured
-        if self.mix.family == "im":
-            x1, _ = apply_to_views(self.mix.fn, x1, None, generator)
+        x1 = single_view(self.mix, x1, x2, generator)
         v1, v2 = self.views(x1)
         z1 = self.head_1(self.net_1(v1))  # [B, D], e.g. L
         z2 = self.head_2(self.net_2(v2))  # [B, D], e.g. ab

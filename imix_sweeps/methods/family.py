@@ -7,7 +7,7 @@ from torch import Tensor
 
 from imix_sweeps.methods.common import Encoder
 from imix_sweeps.methods.staged import split_backbone
-from imix_sweeps.mix import Mixed, MixStrategy, mix_option
+from imix_sweeps.mix import Mixed, MixStrategy, apply_input_mix, apply_to_views, mix_option
 
 
 def manifold_forward(
@@ -32,6 +32,17 @@ def manifold_forward(
 def unmix_lam(m: Mixed) -> float:
     """Un-Mix draws one lam per batch; ``Mixed.lam`` repeats it per row."""
     return float(m.lam[0])
+
+
+def single_view(
+    mix: MixStrategy, x1: Tensor, x2: Tensor, generator: torch.Generator | None
+) -> Tensor:
+    """The one view a memory-bank method (InsDis, CMC) encodes: view 1 after InputMix (applied
+    to the stacked two-view batch) and, for the ``im`` family, the image mixture."""
+    x1, _ = apply_input_mix(mix, x1, x2, generator)
+    if mix.family == "im":
+        x1, _ = apply_to_views(mix.fn, x1, None, generator)
+    return x1
 
 
 def check_family(method: str, mix: MixStrategy, allowed: tuple[str, ...]) -> None:

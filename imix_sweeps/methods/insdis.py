@@ -11,9 +11,9 @@ import torch
 from torch import Tensor, nn
 
 from imix_sweeps.methods.common import Encoder, StepOut
-from imix_sweeps.methods.family import check_family
+from imix_sweeps.methods.family import check_family, single_view
 from imix_sweeps.methods.memory import MemoryBank
-from imix_sweeps.mix import MixStrategy, apply_input_mix, apply_to_views
+from imix_sweeps.mix import MixStrategy
 
 FAMILIES = ("none", "im")
 
@@ -55,9 +55,7 @@ class InsDis(nn.Module):
         index: Tensor | None = None,
     ) -> StepOut:
         index = self.memory.check_ready(index)
-        x1, x2 = apply_input_mix(self.mix, x1, x2, generator)  # InputMix, if configured
-        if self.mix.family == "im":
-            x1, _ = apply_to_views(self.mix.fn, x1, None, generator)
+        x1 = single_view(self.mix, x1, x2, generator)
         z = self.encoder(x1)  # [B, D]; InsDis uses one view
         neg = self.memory.negatives(x1.shape[0], generator, x1.device)
         scores = self.memory.scores(z, index, neg)  # [B, 1+K]
