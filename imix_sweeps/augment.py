@@ -101,6 +101,7 @@ def random_resized_crop(
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
     *,
     generator: torch.Generator | None = None,
+    hflip: Tensor | None = None,
 ) -> Tensor:
     """Per-sample ``RandomResizedCrop`` with ``torchvision``'s parameter semantics.
 
@@ -109,19 +110,67 @@ def random_resized_crop(
     fallback). Resize: bilinear with antialiasing (``resize(..., antialias=True)``, PIL
     ``BILINEAR``), as two batched matrix products ``Wy @ crop @ Wx.T``, so any input and output
     size works and nothing loops over the batch.
+
+    ``hflip`` (bool ``[B]``, CPU): samples to mirror horizontally as well, folded into ``Wx`` (its
+    rows reversed) at no extra cost; equal to ``hflip`` after the crop.
     """
     b, _, height, width = x.shape
     out_h, out_w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     boxes = _crop_boxes(b, height, width, scale, ratio, generator)
+    if b and bool((boxes[2] <= out_h).all()) and bool((boxes[3] <= out_w).all()):
+        return _upsample_crops(x, *boxes, out_h, out_w, hflip)
     top, left, h, w = (t.to(x.device, non_blocking=True) for t in boxes)
     wy = _resample_matrix(top, h, height, out_h)
     wx = _resample_matrix(left, w, width, out_w)
+    if hflip is not None and bool(hflip.any()):
+        sel = torch.nonzero(hflip)[:, 0].to(x.device, non_blocking=True)
+        wx = wx.index_copy(0, sel, wx.index_select(0, sel).flip(1))
+    if x.dtype == torch.uint8:  # scale to [0, 1] inside the first product
+        x, wy = x.float(), wy / 255.0
     return _apply_separable(x, wy, wx)
+
+
+def _crop_coords(start: Tensor, length: Tensor, in_size: int, out_size: int) -> Tensor:
+    """``[B, out]`` sampling positions of an upscaling resize of the window ``[start, start +
+    length)``, as ``grid_sample`` coordinates (``align_corners=False``): pixel centres
+    ``start + (o + 0.5) * length / out - 0.5`` clamped to the window (its edge pixels repeat)."""
+    o = torch.arange(out_size, dtype=torch.float32)
+    src = start[:, None] + (o + 0.5) * (length / out_size)[:, None] - 0.5
+    src = torch.minimum(torch.maximum(src, start[:, None]), (start + length - 1)[:, None])
+    return (2.0 * src + 1.0) / in_size - 1.0
+
+
+def _upsample_crops(
+    x: Tensor,
+    top: Tensor,
+    left: Tensor,
+    h: Tensor,
+    w: Tensor,
+    out_h: int,
+    out_w: int,
+    hflip: Tensor | None,
+) -> Tensor:
+    """Crop-and-resize when no box is larger than the output (CIFAR-style crops of the whole
+    image size): the antialiased bilinear filter then has support 1, i.e. plain bilinear
+    interpolation with the window's edge pixels repeated, which ``grid_sample`` computes in one
+    pass (equal to the matrix form up to float rounding). Boxes are CPU tensors."""
+    height, width = x.shape[-2:]
+    gy = _crop_coords(top, h, height, out_h)  # [B, out_h]
+    gx = _crop_coords(left, w, width, out_w)  # [B, out_w]
+    if hflip is not None:
+        gx = torch.where(hflip[:, None], gx.flip(1), gx)
+    grid = torch.stack(
+        (gx[:, None, :].expand(-1, out_h, -1), gy[:, :, None].expand(-1, -1, out_w)), dim=-1
+    )  # [B, out_h, out_w, (x, y)]
+    if x.dtype == torch.uint8:
+        x = x.float().div_(255.0)
+    grid = grid.to(x.device, x.dtype, non_blocking=True)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def random_hflip(x: Tensor, p: float = 0.5, *, generator: torch.Generator | None = None) -> Tensor:
     flip = _rand(x.shape[0], generator, x.device) < p
-    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    return torch.lerp(x, x.flip(-1), flip.to(x.dtype).view(-1, 1, 1, 1))  # 0/1 weight: a select
 
 
 def _gray(x: Tensor) -> Tensor:
@@ -147,7 +196,7 @@ def brightness_contrast(
     y = (x * fb.view(-1, 1, 1, 1)).clamp(0, 1)
     mean = _gray(y).mean(dim=(1, 2, 3), keepdim=True)
     y = ((y - mean) * fc.view(-1, 1, 1, 1) + mean).clamp(0, 1)
-    return torch.where(apply, y, x)
+    return torch.lerp(x, y, apply.to(x.dtype))  # 0/1 weight: a select
 
 
 def input_drop(
@@ -184,7 +233,11 @@ def _luma(x: Tensor) -> Tensor:
     if x.shape[1] == 1:
         return x
     r, g, b = x.unbind(1)
-    return (_GRAY_WEIGHTS[0] * r + _GRAY_WEIGHTS[1] * g + _GRAY_WEIGHTS[2] * b).unsqueeze(1)
+    return (
+        (r * _GRAY_WEIGHTS[0])
+        .add_(g, alpha=_GRAY_WEIGHTS[1])
+        .add_(b, alpha=_GRAY_WEIGHTS[2])[:, None]
+    )
 
 
 def _bview(v: Tensor, x: Tensor) -> Tensor:
@@ -211,27 +264,36 @@ def adjust_saturation(x: Tensor, factor: Tensor) -> Tensor:
     return _blend(x, _luma(x), factor)
 
 
-def adjust_hue(x: Tensor, factor: Tensor) -> Tensor:
-    """Hue rotation by ``factor`` [B] in [-0.5, 0.5] turns, via HSV (torchvision's kernel).
+def _rotate_hue(x: Tensor, shift: Tensor) -> Tensor:
+    """Hue rotation of ``x`` ``[n, 3, H, W]`` by ``shift`` ``[n]`` (in turns): torchvision's HSV
+    round trip with fewer passes over the pixels (same result up to float rounding).
 
-    RGB -> hue as torchvision's ``_rgb2hsv``; back in closed form: channel ``n`` (r 5, g 3, b 1)
-    is ``v - v * s * clamp(min(k, 4 - k), 0, 1)``, ``k = (n + 6 h) mod 6``, with ``v = max`` and
-    ``v * s = max - min`` (torchvision's six-sector table up to float rounding)."""
+    Hue ``h`` in sextants as ``_rgb2hsv`` (red wins ties, then green): ``(g - b) / c`` when red
+    is the maximum, ``2 + (b - r) / c`` for green, ``4 + (r - g) / c`` for blue, ``c = max - min``;
+    shifted and wrapped to [0, 6). Back (``_hsv2rgb``'s six-sector table in closed form): channel
+    ``i`` with home hue ``2 i`` (red 0, green 2, blue 4) is ``max - c * clamp(d - 1, 0, 1)``, ``d``
+    the circular distance of ``h`` from its home."""
+    r, g, b = x.unbind(1)
+    maxc = torch.maximum(torch.maximum(r, g), b)
+    minc = torch.minimum(torch.minimum(r, g), b)
+    c = maxc - minc
+    # select with lerp by a 0/1 weight (exact for 0 and 1; far faster than where on the CPU)
+    is_g, is_r = (maxc == g).to(x.dtype), (maxc == r).to(x.dtype)
+    h = torch.lerp((r - g).add_(c, alpha=4.0), (b - r).add_(c, alpha=2.0), is_g)
+    h = torch.lerp(h, g - b, is_r).div_(c.clamp(min=1e-12))  # c = 0 (grey): h = 0
+    h = h.add_(6.0 * shift.to(x.device, x.dtype, non_blocking=True).view(-1, 1, 1))
+    h = h.sub_(torch.floor(h * (1.0 / 6.0)), alpha=6.0)  # [0, 6)
+    home = torch.arange(0.0, 6.0, 2.0, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    d = (h.unsqueeze(1) - home).abs_()  # [n, 3, H, W]
+    t = torch.minimum(d, 6.0 - d).sub_(1.0).clamp_(0.0, 1.0)
+    return torch.addcmul(maxc.unsqueeze(1), c.unsqueeze(1), t, value=-1.0)
+
+
+def adjust_hue(x: Tensor, factor: Tensor) -> Tensor:
+    """Hue rotation by ``factor`` [B] in [-0.5, 0.5] turns, via HSV (torchvision's kernel)."""
     if x.shape[1] == 1 or x.shape[0] == 0:
         return x
-    r, g, _ = x.unbind(1)
-    minc, maxc = torch.aminmax(x, dim=1)
-    cr = maxc - minc
-    crd = torch.where(cr == 0, torch.ones_like(cr), cr)
-    rc, gc, bc = ((maxc.unsqueeze(1) - x) / crd.unsqueeze(1)).unbind(1)
-    is_r = maxc == r
-    is_g = (maxc == g) & ~is_r
-    h = torch.where(is_r, bc - gc, torch.where(is_g, 2.0 + rc - bc, 4.0 + gc - rc))
-    h = torch.fmod(h / 6.0 + 1.0, 1.0)
-    h = torch.remainder(h + factor.to(x.device, x.dtype, non_blocking=True).view(-1, 1, 1), 1.0)
-    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    k = torch.remainder(n + 6.0 * h.unsqueeze(1), 6.0)
-    return maxc.unsqueeze(1) - cr.unsqueeze(1) * torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
+    return _rotate_hue(x, factor)
 
 
 def _factor_range(v: float, name: str, centre: float = 1.0, bound: float | None = None):
@@ -260,10 +322,16 @@ def color_jitter(
 
     Factors as ``torchvision``: brightness, contrast and saturation ~ U(max(0, 1 - v), 1 + v),
     hue shift ~ U(-hue, hue); the four operations run in an independent uniformly random order
-    for every sample (``torchvision`` draws ``randperm(4)`` per image). Batched: at each of the
-    four positions every sample gets the operation its order puts there, selected with
-    ``torch.where`` (no host synchronisation, no loop over the batch). A zero strength skips
+    for every sample (``torchvision`` draws ``randperm(4)`` per image). A zero strength skips
     that operation, as in torchvision. 1-channel inputs get brightness and contrast only.
+
+    Batched without a loop over the batch or a host synchronisation (every decision below uses
+    the CPU draws): brightness, contrast and saturation are one blend per sample,
+    ``target + f * (y - target)`` towards 0, mean luma or luma. The batch is sorted by the
+    position of each sample's hue step, so that the blends before the hue step (aligned to end
+    just before it), the hue step itself (once, for all samples) and the blends after it run
+    on contiguous slices of the batch: 3 + 1 + 3 passes over slices instead of 4 full blends
+    and 4 hue conversions.
     """
     b = x.shape[0]
     ranges = [
@@ -276,59 +344,90 @@ def color_jitter(
     order = torch.argsort(torch.rand(b, 4, generator=generator), dim=1)  # [B, 4] random perm
     u = torch.rand(b, 4, generator=generator)
     factors = torch.stack([lo + (hi - lo) * u[:, j] for j, (lo, hi) in enumerate(ranges)], 1)
-    enabled = torch.tensor(
-        [
-            brightness > 0,
-            contrast > 0,
-            saturation > 0 and x.shape[1] == 3,
-            hue > 0 and x.shape[1] == 3,
-        ]
-    )
-    active = enabled[order] & apply[:, None]  # [B, 4]: op at this position runs
-    # Hue is the costly op: sort the batch by the position of its hue step (4 = none) so that at
-    # each position it runs on one contiguous slice only. Sizes are known on the host (the draws
-    # are CPU tensors), so this needs no device synchronisation.
-    hue_at = torch.where(active & (order == 3), torch.arange(4).expand(b, 4), 4).amin(1)  # [B]
-    sort = torch.argsort(hue_at, stable=True)
-    bounds = [0, *torch.cumsum(torch.bincount(hue_at, minlength=5), 0).tolist()]
-    order, active, factors = order[sort], active[sort], factors[sort]
-    dev = x.device
-    order, active, factors = (
-        order.to(dev, non_blocking=True),
-        active.to(dev, non_blocking=True),
-        factors.to(dev, x.dtype, non_blocking=True),
-    )
-    y = x[sort.to(dev, non_blocking=True)]
-    blends = bool(enabled[:3].any())
-    for pos in range(4):
-        op, on = order[:, pos], active[:, pos] & (order[:, pos] != 3)  # [B]
-        if blends:
-            # brightness, contrast and saturation are blends f * y + (1 - f) * target with a
-            # per-sample target (0, mean luma, luma); f = 1 leaves a sample unchanged
-            f = torch.where(on, factors.gather(1, op[:, None])[:, 0], 1.0).view(-1, 1, 1, 1)
-            gray = _luma(y)
-            is_c = (op == 1).to(y.dtype).view(-1, 1, 1, 1)
-            is_s = (op == 2).to(y.dtype).view(-1, 1, 1, 1)
-            target = is_s * gray + is_c * gray.mean(dim=(1, 2, 3), keepdim=True)
-            y = (f * y + (1.0 - f) * target).clamp_(0.0, 1.0)
-        lo, hi = bounds[pos], bounds[pos + 1]
+    rgb = x.shape[1] == 3
+    enabled = torch.tensor([brightness > 0, contrast > 0, saturation > 0 and rgb, hue > 0 and rgb])
+    return _jitter(x, apply, order, factors, enabled)
+
+
+def _jitter(x: Tensor, apply: Tensor, order: Tensor, factors: Tensor, enabled: Tensor) -> Tensor:
+    """Apply drawn jitter parameters (all CPU): ``apply`` [B] bool, ``order`` [B, 4] (op index at
+    each position: 0 brightness, 1 contrast, 2 saturation, 3 hue), ``factors`` [B, 4] by op,
+    ``enabled`` [4] bool."""
+    b = x.shape[0]
+    if b == 0 or not bool(apply.any()) or not bool(enabled.any()):
+        return x
+    active = enabled[order] & apply[:, None]  # [B, 4]: the op at this position runs
+    f_at = torch.where(active, factors.gather(1, order), torch.ones(()))  # 1 = unchanged
+    # hp: position of the hue step (4: no hue step), -1: sample not jittered; sorted ascending
+    if bool(enabled[3]):
+        hp = (order == 3).to(torch.uint8).argmax(1)
+    else:
+        hp = torch.full((b,), 4, dtype=torch.long)
+    hp = torch.where(apply, hp, -1)
+    sort = torch.argsort(hp, stable=True)
+    hp, order, f_at = hp[sort], order[sort], f_at[sort]
+    below = [0, *torch.cumsum(torch.bincount(hp + 1, minlength=6), 0).tolist()]
+    first = lambda k: below[k + 1]  # noqa: E731  index of the first sample with hp >= k
+    y = x.index_select(0, sort.to(x.device, non_blocking=True))
+    rows = torch.arange(b)
+
+    def blend_slice(lo: int, pos: Tensor) -> None:  # samples lo.. : op at position pos[i]
+        hi = lo + len(pos)
+        take = rows[lo:hi]
+        _blend_(y[lo:hi], order[take, pos], f_at[take, pos])
+
+    # blends before the hue step, aligned so that they end just before it: pass j runs the
+    # blend at position hp - 4 + j of every sample with hp >= 4 - j (a suffix of the batch)
+    for j in range(4):
+        lo = first(4 - j)
+        if lo < b:
+            blend_slice(lo, hp[lo:] - 4 + j)
+    lo, hi = first(0), first(4)  # the hue step: every sample with 0 <= hp <= 3
+    if hi > lo:
+        shift = factors[sort[lo:hi], 3]
+        y[lo:hi] = _rotate_hue(y[lo:hi], shift)
+    # blends after it: pass j runs position hp + 1 + j for samples with hp <= 2 - j (a prefix)
+    for j in range(3):
+        hi = first(3 - j)
         if hi > lo:
-            y = torch.cat((y[:lo], adjust_hue(y[lo:hi], factors[lo:hi, 3]), y[hi:]))
-    return y[torch.argsort(sort).to(dev, non_blocking=True)]
+            blend_slice(lo, hp[lo:hi] + 1 + j)
+    return y.index_select(0, torch.argsort(sort).to(x.device, non_blocking=True))
+
+
+def _blend_(y: Tensor, op: Tensor, f: Tensor) -> None:
+    """In place on ``y`` [n, C, H, W]: brightness (op 0), contrast (1) or saturation (2) with
+    factor ``f`` [n] per sample (CPU; 1 leaves a sample unchanged): ``clamp(target + f * (y -
+    target), 0, 1)`` with target 0, the mean luma or the luma, as torchvision's ``_blend``."""
+    if not bool((f != 1).any()):
+        return
+    dev, dt = y.device, y.dtype
+    fd = f.to(dev, dt, non_blocking=True).view(-1, 1, 1, 1)
+    is_c, is_s = (op == 1) & (f != 1), (op == 2) & (f != 1)
+    if bool(is_c.any()) or bool(is_s.any()):
+        gray = _luma(y)  # [n, 1, H, W]
+        s = is_s.to(dev, dt, non_blocking=True).view(-1, 1, 1, 1)
+        if bool(is_c.any()):
+            c = is_c.to(dev, dt, non_blocking=True).view(-1, 1, 1, 1)
+            target = torch.addcmul(gray.mean(dim=(1, 2, 3), keepdim=True) * c, gray, s)
+        else:
+            target = gray * s
+        torch.lerp(target, y, fd, out=y)  # elementwise, so writing over its input is safe
+    else:
+        y.mul_(fd)
+    y.clamp_(0.0, 1.0)
 
 
 def random_grayscale(
     x: Tensor, p: float = 0.2, *, generator: torch.Generator | None = None
 ) -> Tensor:
-    """``RandomGrayscale(p)``: luma replicated over the channels, per sample with probability p."""
-    on = (
-        (torch.rand(x.shape[0], generator=generator) < p)
-        .to(x.device, non_blocking=True)
-        .view(-1, 1, 1, 1)
-    )
-    if x.shape[1] == 1:
+    """``RandomGrayscale(p)``: luma replicated over the channels, per sample with probability p
+    (computed on the chosen samples only; which ones is known on the host)."""
+    on = torch.rand(x.shape[0], generator=generator) < p
+    if x.shape[1] == 1 or not bool(on.any()):
         return x
-    return torch.where(on, _luma(x).expand_as(x), x)
+    sel = torch.nonzero(on)[:, 0].to(x.device, non_blocking=True)
+    gray = _luma(x.index_select(0, sel)).expand(-1, x.shape[1], -1, -1)
+    return x.index_copy(0, sel, gray.contiguous())
 
 
 # ----------------------------------------------------------------------------- blur
@@ -399,7 +498,31 @@ def gaussian_blur(
         y = F.conv2d(y, kern.view(b * c, 1, kernel_size, 1), groups=b * c)
         y = F.conv2d(y, kern.view(b * c, 1, 1, kernel_size), groups=b * c)
         blurred = y.view(b, c, height, width)
-    return torch.where(on.to(x.device, non_blocking=True).view(-1, 1, 1, 1), blurred, x)
+    on_d = on.to(x.device, x.dtype, non_blocking=True).view(-1, 1, 1, 1)
+    return torch.lerp(x, blurred, on_d)  # 0/1 weight: a select
+
+
+class Normalize:
+    """Per-channel ``(x - mean) / std`` as one fused ``x * (1 / std) - mean / std``, with the
+    constants kept on each device they were used on (no host-to-device copy per call, which on a
+    GPU would wait for the queued work)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        if len(mean) != len(std) or any(s <= 0 for s in std):
+            raise ValueError(f"Normalize needs one positive std per mean, got {mean}, {std}")
+        self.mean, self.std = [float(m) for m in mean], [float(s) for s in std]
+        scale = 1.0 / torch.tensor(self.std, dtype=torch.float64)
+        self._scale = scale.float().view(1, -1, 1, 1)
+        self._shift = (-torch.tensor(self.mean, dtype=torch.float64) * scale).float()
+        self._shift = self._shift.view(1, -1, 1, 1)
+        self._on: dict[tuple[str, torch.dtype], tuple[Tensor, Tensor]] = {}
+
+    def __call__(self, x: Tensor) -> Tensor:
+        key = (str(x.device), x.dtype)
+        if key not in self._on:
+            self._on[key] = (self._scale.to(x.device, x.dtype), self._shift.to(x.device, x.dtype))
+        scale, shift = self._on[key]
+        return torch.addcmul(shift, x, scale)
 
 
 # ----------------------------------------------------------------------------- pipelines
@@ -423,11 +546,13 @@ def contrastive_views(
     The CIFAR defaults are the official i-Mix CIFAR pipeline; ImageNet adds ``blur=(0.1, 2.0)``.
     Input ``[B, C, H, W]`` in [0, 1] (uint8 is scaled); output ``[B, C, *size]``, not normalised.
     """
-    if x.dtype == torch.uint8:
-        x = x.float().div_(255.0)
-    x = random_resized_crop(x, size, scale=scale, generator=generator)
+    # The flip is drawn first and folded into the crop's resampling matrix: jitter, grayscale
+    # and blur act on every pixel alike (blur's kernel and reflect padding are symmetric), so
+    # mirroring first gives what mirroring last gives, without a pass over the images.
+    flip = torch.rand(x.shape[0], generator=generator) < p_flip
+    x = random_resized_crop(x, size, scale=scale, generator=generator, hflip=flip)
     x = color_jitter(x, *jitter, p=p_jitter, generator=generator)
     x = random_grayscale(x, p_gray, generator=generator)
     if blur is not None:
         x = gaussian_blur(x, blur, p_blur, generator=generator)
-    return random_hflip(x, p_flip, generator=generator)
+    return x

@@ -71,20 +71,39 @@ def test_color_jitter_equals_torchvision_with_same_draws(strengths) -> None:
     assert 0 < (~apply).sum() < 64
 
 
-def test_random_resized_crop_equals_torchvision_resized_crop() -> None:
+@pytest.mark.parametrize("out", [12, (20, 28), 32])
+@pytest.mark.parametrize("flip", [False, True])
+def test_random_resized_crop_equals_torchvision_resized_crop(out, flip) -> None:
+    """12 < crop size: antialiased downscaling (matrix form); (20, 28) and 32 >= every box:
+    upscaling (one grid_sample). ``hflip`` mirrors the chosen samples after the crop."""
     x = _images(32, 20, 28)
-    out = A.random_resized_crop(x, 12, (0.2, 1.0), generator=torch.Generator().manual_seed(2))
+    size = [out, out] if isinstance(out, int) else list(out)
+    mirror = torch.arange(32) % 3 == 0 if flip else None
+    got = A.random_resized_crop(
+        x, out, (0.2, 1.0), generator=torch.Generator().manual_seed(2), hflip=mirror
+    )
     top, left, h, w = A._crop_boxes(
         32, 20, 28, (0.2, 1.0), (3 / 4, 4 / 3), torch.Generator().manual_seed(2)
     )
     ref = torch.stack(
         [
-            TF.resized_crop(x[i], int(top[i]), int(left[i]), int(h[i]), int(w[i]), [12, 12])
+            TF.resized_crop(x[i], int(top[i]), int(left[i]), int(h[i]), int(w[i]), size)
             for i in range(32)
         ]
-    )  # 12 < crop size: antialiased downscaling
-    torch.testing.assert_close(out, ref, atol=2e-5, rtol=0)
+    )
+    if flip:
+        ref = torch.where(mirror.view(-1, 1, 1, 1), ref.flip(-1), ref)
+    torch.testing.assert_close(got, ref, atol=2e-5, rtol=0)
     assert ((top >= 0) & (left >= 0) & (top + h <= 20) & (left + w <= 28)).all()
+    # uint8 input is scaled to [0, 1] on the way
+    u8 = (x * 255).round().to(torch.uint8)
+    got8 = A.random_resized_crop(
+        u8, out, (0.2, 1.0), generator=torch.Generator().manual_seed(2), hflip=mirror
+    )
+    again = A.random_resized_crop(
+        u8.float() / 255, out, (0.2, 1.0), generator=torch.Generator().manual_seed(2), hflip=mirror
+    )
+    torch.testing.assert_close(got8, again, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize(("hw", "scale"), [((32, 32), (0.2, 1.0)), ((20, 40), (0.08, 1.0))])

@@ -87,7 +87,6 @@ def digits_rgb(
     def augment(x: Tensor, gen: torch.Generator) -> Tensor:
         return A.random_resized_crop(x, x.shape[-2:], scale=tuple(crop_scale), generator=gen)
 
-    m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
     return InMemoryDomain(
         name="digits_rgb",
         modality="image",
@@ -97,6 +96,6 @@ def digits_rgb(
         test_x=paint(xte),
         test_y=yte,
         augment=augment,
-        normalize=lambda x: (x - m.to(x.device)) / s.to(x.device),
+        normalize=A.Normalize(mean, std),
         input_stats=(list(mean), list(std)),
     )

@@ -131,13 +131,7 @@ def reference_eval(
 
 
 def _normalizer(mean: Sequence[float], std: Sequence[float]) -> Callable[[Tensor], Tensor]:
-    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-
-    def normalize(x: Tensor) -> Tensor:
-        return (x - m.to(x.device, x.dtype)) / s.to(x.device, x.dtype)
-
-    return normalize
+    return A.Normalize(mean, std)
 
 
 def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
