@@ -112,6 +112,7 @@ class TrainConf:
     log_every: int = 0
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch intra-op threads on CPU (0: leave as is)
+    augment_threads: int = 0  # in-memory domains: threads augmenting the coming steps (CPU runs)
     sync_bn: bool = False  # BatchNorm -> SyncBatchNorm under DDP (CUDA only)
 
 
@@ -225,6 +226,7 @@ RUN_ONLY_KEYS = (
     "train.log_every",
     "train.device",
     "train.threads",
+    "train.augment_threads",
     "skip_done",
     "train.checkpoint_every",
     "experiment",

@@ -65,6 +65,7 @@ class TrainSpec:
     resume: bool = True
     log_every: int = 0  # steps; 0 = one line per epoch
     sync_bn: bool = False  # SyncBatchNorm under DDP (CUDA); MoCo's key encoder keeps shuffle BN
+    augment_threads: int = 0  # in-memory domains: background threads augmenting the coming steps
 
 
 def lr_at(spec: TrainSpec, epoch_float: float) -> float:
@@ -304,6 +305,7 @@ def train(
             world_size=info.world_size,
             start_step=first,
             **({"with_index": True} if needs_index else {}),
+            **({"prefetch": spec.augment_threads} if spec.augment_threads > 0 else {}),
         )
         for step, (x1, x2, *index) in enumerate(batches, start=first):
             lr = lr_at(spec, epoch + step / steps_per_epoch)

@@ -8,14 +8,45 @@ device with per-sample random parameters. Data order and augmentation are pure f
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import Tensor
 
 AugmentFn = Callable[[Tensor, torch.Generator], Tensor]
+T = TypeVar("T")
+
+
+def run_ahead(fn: Callable[[int], T], items: Iterable[int], threads: int) -> Iterator[T]:
+    """``fn(i)`` for each item in order; with ``threads > 0`` computed up to ``2 * threads`` items
+    ahead in a thread pool. Errors surface at their item; closing the iterator cancels the rest."""
+    if threads <= 0:
+        for i in items:
+            yield fn(i)
+        return
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="imix-prefetch")
+    pending: deque[Future[T]] = deque()
+    it = iter(items)
+    try:
+        for i in it:
+            pending.append(pool.submit(fn, i))
+            if len(pending) >= 2 * threads:
+                break
+        while pending:
+            out = pending.popleft().result()
+            for i in it:
+                pending.append(pool.submit(fn, i))
+                break
+            yield out
+    finally:
+        for f in pending:
+            f.cancel()
+        pool.shutdown(wait=True)
 
 
 class DataMissingError(FileNotFoundError):
@@ -49,7 +80,8 @@ class InMemoryDomain:
 
     ``train_x``/``test_x``: raw samples (uint8 images are scaled to [0, 1] on the device);
     ``pretrain_x``: samples for pre-training when they differ from ``train_x`` (STL-10's
-    unlabeled split), else ``None``; ``augment``: batched two-view augmentation (called once per view); ``normalize``: applied
+    unlabeled split), else ``None``; ``augment``: batched augmentation with independent draws per
+    sample, called once per step on both views stacked (``two_views``); ``normalize``: applied
     after augmentation and to evaluation inputs.
     """
 
@@ -114,20 +146,32 @@ class InMemoryDomain:
         world_size: int = 1,
         start_step: int = 0,
         with_index: bool = False,
+        prefetch: int = 0,
     ) -> Iterator[tuple[Tensor, ...]]:
         """Two augmented views ``(x1, x2)`` of this rank's share of the global batch;
         ``with_index``: ``(x1, x2, idx)`` with each sample's index into the training set
-        (memory-bank methods)."""
+        (memory-bank methods).
+
+        ``prefetch``: augment the coming steps in that many background threads while the caller
+        trains on the current one (torch ops release the GIL; meant for CPU runs, with torch's
+        intra-op threads set so that both together fit the cores). Each step's views depend only
+        on ``(seed, epoch, step, rank)``, so the batches are the same with any ``prefetch``."""
         steps = self.steps_per_epoch(batch_size, world_size)
         order = self.epoch_order(epoch, seed).to(device)  # once per epoch: no copy inside a step
         data = self._on(self._pretrain_name, device)
-        for step in range(start_step, steps):
+
+        def batch(step: int) -> tuple[Tensor, ...]:
             idx = rank_share(order, step, batch_size, rank, world_size)
-            x = self._to_float(data[idx])
-            g = step_generator(seed, epoch, step, rank, "augment")
-            x1 = self.normalize(self.augment(x, g))
-            x2 = self.normalize(self.augment(x, g))
-            yield (x1, x2, idx) if with_index else (x1, x2)
+            x1, x2 = self.two_views(data[idx], step_generator(seed, epoch, step, rank, "augment"))
+            return (x1, x2, idx) if with_index else (x1, x2)
+
+        yield from run_ahead(batch, range(start_step, steps), prefetch)
+
+    def two_views(self, x: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Two independently augmented, normalised views of the raw batch ``x``: one ``augment``
+        call on ``[x; x]`` (every sample of it gets its own draws), so each op runs once per step."""
+        views = self.normalize(self.augment(self._to_float(torch.cat((x, x))), g))
+        return views[: len(x)], views[len(x) :]
 
     def eval_batches(
         self, split: str, batch_size: int, *, device: torch.device

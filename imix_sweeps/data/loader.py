@@ -203,10 +203,12 @@ class LoaderDomain:
         world_size: int = 1,
         start_step: int = 0,
         with_index: bool = False,
+        prefetch: int = 0,
     ) -> Iterator[tuple[Tensor, ...]]:
         """Two augmented views of this rank's share of each global batch (see module doc);
         ``with_index``: ``(x1, x2, idx)`` with each sample's index into the pre-training set
-        (memory-bank methods)."""
+        (memory-bank methods). ``prefetch`` is accepted for the shared contract and unused: the
+        DataLoader workers already run ahead."""
         steps = self.steps_per_epoch(batch_size, world_size)
         order = self.epoch_order(epoch, seed)
         batches = [
@@ -220,12 +222,11 @@ class LoaderDomain:
             x1, x2 = x1.to(device, non_blocking=True), x2.to(device, non_blocking=True)
             if self.device_augment is not None:
                 g = step_generator(seed, epoch, step, rank, "augment")
-                views = []
-                for x in (x1, x2):
-                    x = x.float().div_(255.0) if x.dtype == torch.uint8 else x
-                    x = self.device_augment(x, g)
-                    views.append(self.normalize(x) if self.normalize is not None else x)
-                x1, x2 = views
+                x = torch.cat((x1, x2))  # both views in one call, each sample its own draws
+                x = x.float().div_(255.0) if x.dtype == torch.uint8 else x
+                x = self.device_augment(x, g)
+                x = self.normalize(x) if self.normalize is not None else x
+                x1, x2 = x[: len(x1)], x[len(x1) :]
             if with_index:
                 idx = torch.tensor(batches[step - start_step], dtype=torch.long)
                 yield x1, x2, idx.to(device, non_blocking=True)
