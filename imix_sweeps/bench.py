@@ -2,7 +2,8 @@
 
     python -m imix_sweeps.bench [--data DIR] [--device auto|cpu|cuda] [--batch N] [--steps N]
                                 [--workers N] [--aug-batches N] [--knn-train N] [--knn-test N]
-                                [--compile] [--imagenet DIR] [--json PATH]
+                                [--aug-seconds S] [--rounds N] [--compile] [--imagenet DIR]
+                                [--json PATH]
 
 In one process, on the device it runs on, it measures
 
@@ -10,9 +11,13 @@ In one process, on the device it runs on, it measures
    0.2-1), ColorJitter(0.4, 0.4, 0.4, 0.1) p 0.8, grayscale p 0.2, flip, normalisation):
    - ``device``: the dataset resident on the device as uint8, batches augmented there with
      per-sample parameters (``imix_sweeps.augment.contrastive_views`` through the project's
-     ``InMemoryDomain``); on a CPU it gets ``--workers`` intra-op threads;
+     ``InMemoryDomain``); on a CPU, where every worker computes on one core, it runs in
+     ``--workers`` threads (``train.augment_threads``), and is also timed in-process on one
+     thread and in ``--workers`` DataLoader worker processes;
    - ``reference``: torchvision transforms on PIL images in ``--workers`` DataLoader workers
      (the official i-Mix data path), batches copied to the device;
+   on a CPU the paths take turns for ``--rounds`` rounds, each timed in steady state, and the
+   medians are compared;
 2. the training step of ResNet-18 (CIFAR stem) N-pair + i-Mix mixup, built with the project's
    builders and run by ``imix_sweeps.train.train_step`` (bf16 autocast, channels_last and fused
    SGD on CUDA) fed by each data path: step time, images/s, peak memory
@@ -54,6 +59,7 @@ import torch
 from torch import Tensor
 
 from imix_sweeps import augment as A
+from imix_sweeps import hostmem
 from imix_sweeps.backbones import resnet
 from imix_sweeps.data.base import InMemoryDomain, step_generator
 from imix_sweeps.methods import npair
@@ -172,23 +178,6 @@ def load_cifar10(root: Path, *, checked: bool, train: bool, transform=None):
 
 
 # ----------------------------------------------------------------------------- the two paths
-class Normalize:
-    """Per-channel ``(x - mean) / std`` with the constants kept on each device (no copy per call)."""
-
-    def __init__(self, mean=CIFAR_MEAN, std=CIFAR_STD) -> None:
-        self.mean, self.std = mean, std
-        self._on: dict[str, tuple[Tensor, Tensor]] = {}
-
-    def __call__(self, x: Tensor) -> Tensor:
-        key = str(x.device)
-        if key not in self._on:
-            m = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-            s = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-            self._on[key] = (m, s)
-        m, s = self._on[key]
-        return (x - m.to(x.dtype)) / s.to(x.dtype)
-
-
 def device_domain(train_ds, test_ds, *, knn_test: int) -> InMemoryDomain:
     """The device path: the project's ``InMemoryDomain`` holding uint8 NCHW tensors."""
 
@@ -211,7 +200,7 @@ def device_domain(train_ds, test_ds, *, knn_test: int) -> InMemoryDomain:
         test_x=test_x,
         test_y=test_y,
         augment=augment,
-        normalize=Normalize(),
+        normalize=A.Normalize(CIFAR_MEAN, CIFAR_STD),
     )
     return dom
 
@@ -298,10 +287,8 @@ class BatchedViews(torch.utils.data.Dataset):
         if not 0 <= step < len(self):
             raise IndexError(f"step {step} out of range (0..{len(self) - 1})")
         idx = self.order[step * self.batch : (step + 1) * self.batch]
-        x = self.dom._to_float(self.dom.train_x[idx])
-        g = step_generator(self.seed, 0, step, 0, "augment")
-        return self.dom.normalize(self.dom.augment(x, g)), self.dom.normalize(
-            self.dom.augment(x, g)
+        return self.dom.two_views(
+            self.dom.train_x[idx], step_generator(self.seed, 0, step, 0, "augment")
         )
 
 
@@ -320,10 +307,14 @@ def loop(loader) -> Iterator[tuple[Tensor, Tensor]]:
         yield from loader
 
 
-def device_batches(dom: InMemoryDomain, batch: int, device) -> Iterator[tuple[Tensor, Tensor]]:
+def device_batches(
+    dom: InMemoryDomain, batch: int, device, prefetch: int = 0
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """The project's in-memory path, epoch after epoch; ``prefetch``: background threads
+    augmenting the coming steps (``train.augment_threads``)."""
     epoch = 0
     while True:
-        yield from dom.pretrain_batches(epoch, batch, seed=0, device=device)
+        yield from dom.pretrain_batches(epoch, batch, seed=0, device=device, prefetch=prefetch)
         epoch += 1
 
 
@@ -373,6 +364,21 @@ def time_batches(it: Iterator, n: int, device: torch.device) -> float:
     _sync(device)
     del x1
     return time.perf_counter() - t0
+
+
+def steady_pairs_per_s(
+    it: Iterator, *, batch: int, drain: int, min_batches: int, min_seconds: float
+) -> float:
+    """Steady-state pairs/s of a pipeline that works ahead (worker processes or threads): the
+    ``drain`` batches it may hold ready are taken untimed first, then batches are timed until
+    both ``min_batches`` and ``min_seconds`` are reached."""
+    for _ in range(drain):
+        next(it)
+    n, t0 = 0, time.perf_counter()
+    while n < min_batches or time.perf_counter() - t0 < min_seconds:
+        next(it)
+        n += 1
+    return n * batch / (time.perf_counter() - t0)
 
 
 def build_model(device: torch.device) -> torch.nn.Module:
@@ -512,7 +518,9 @@ class Report:
     workers: int
     threads: int
     data: str
+    malloc: str = ""
     pairs_per_s: dict[str, float] = field(default_factory=dict)
+    pairs_per_s_rounds: dict[str, list[float]] = field(default_factory=dict)
     data_speedup: float = 0.0
     stream_pairs_per_s: dict[str, float] = field(default_factory=dict)
     stream_desc: str = ""
@@ -532,7 +540,7 @@ def render(rep: Report) -> str:
         f"device: {rep.device} | torch {rep.torch} | python {rep.python}",
         f"command: {rep.command}",
         f"data: {rep.data} | batch {rep.batch} | CPU workers {rep.workers} "
-        f"| torch threads {rep.threads}",
+        f"| torch threads {rep.threads} | {rep.malloc}",
         "",
         "| augmentation (two views) | pairs/s |",
         "|---|---:|",
@@ -540,6 +548,13 @@ def render(rep: Report) -> str:
     for k, v in rep.pairs_per_s.items():
         lines.append(f"| {k} | {v:,.0f} |")
     lines.append(f"| speed-up device / reference | {rep.data_speedup:.1f}x |")
+    if rep.pairs_per_s_rounds:
+        lines.append("")
+        lines.append("pairs/s per round (the paths take turns; the table gives the medians):")
+        lines += [
+            f"- {k}: " + ", ".join(f"{v:,.0f}" for v in vs)
+            for k, vs in rep.pairs_per_s_rounds.items()
+        ]
     if rep.stream_pairs_per_s:
         lines += ["", f"| streaming ImageNet folder ({rep.stream_desc}) | pairs/s |", "|---|---:|"]
         lines += [f"| {k} | {v:,.1f} |" for k, v in rep.stream_pairs_per_s.items()]
@@ -662,7 +677,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--aug-batches",
         type=int,
         default=None,
-        help="batches timed for pairs/s (default 20 GPU / 5 CPU)",
+        help="batches timed for pairs/s (default 20 GPU / at least 10 CPU)",
+    )
+    p.add_argument(
+        "--aug-seconds",
+        type=float,
+        default=None,
+        help="CPU: time each path for at least this long per round (default 2)",
+    )
+    p.add_argument(
+        "--rounds", type=int, default=None, help="CPU: rounds of turns of the paths (default 3)"
     )
     p.add_argument(
         "--knn-train",
@@ -701,11 +725,14 @@ def main(argv: list[str] | None = None) -> Report:
         if device.type == "cuda" and not torch.cuda.is_available():
             raise SystemExit("--device cuda: no CUDA device is available")
     gpu = device.type == "cuda"
+    malloc = hostmem.tune_malloc()  # process-wide, before any worker starts: both paths get it
     batch = args.batch or (512 if gpu else 64)
     workers = args.workers if args.workers is not None else min(8, os.cpu_count() or 1)
     steps = args.steps or (50 if gpu else 3)
     warmup = args.warmup if args.warmup is not None else (5 if gpu else 1)
-    aug_batches = args.aug_batches or (20 if gpu else 5)
+    aug_batches = args.aug_batches or (20 if gpu else 10)
+    aug_seconds = args.aug_seconds if args.aug_seconds is not None else (0.0 if gpu else 2.0)
+    rounds = args.rounds or 3
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for m in modes:
         if m not in ("device", "reference"):
@@ -743,36 +770,66 @@ def main(argv: list[str] | None = None) -> Report:
         workers=workers,
         threads=threads,
         data=data_desc,
+        malloc="glibc malloc tuned (imix_sweeps.hostmem)" if malloc else "malloc as is",
     )
     log = lambda msg: print(f"[bench] {msg}", file=sys.stderr, flush=True)  # noqa: E731
 
     # 1. augmentation throughput
     it = device_batches(dom, batch, device)
+    loader = reference_loader(root, checked=checked, batch=batch, workers=workers, device=device)
+    ref_it = reference_batches(loader, device)
     if gpu:
         time_batches(it, 1, device)  # warm-up (moves the dataset to the device)
         dev_pairs = aug_batches * batch / time_batches(it, aug_batches, device)
         rep.pairs_per_s["device (batched ops on the GPU, main process)"] = dev_pairs
+        time_batches(ref_it, 1, device)  # worker start-up
+        ref_pairs = aug_batches * batch / time_batches(ref_it, aug_batches, device)
+        rep.pairs_per_s[f"reference: torchvision on PIL, {workers} DataLoader workers"] = ref_pairs
     else:
-        # in-process on one thread (intra-op threads on a shared CPU mostly wait for each other)
+        # Every CPU worker computes on one core: the reference's DataLoader processes (one
+        # thread each, as DataLoader sets), and the device path's batched ops either in
+        # ``workers`` threads of this process (``train.augment_threads``: the ops release the
+        # GIL, nothing is copied between processes) or, for comparison, in ``workers``
+        # DataLoader processes (one whole batch per item, sent back through shared memory).
+        # The paths take turns for ``--rounds`` rounds and each reports its median, so load
+        # from other processes on a shared CPU hits them alike.
         torch.set_num_threads(1)
-        time_batches(it, 1, device)
-        one = aug_batches * batch / time_batches(it, aug_batches, device)
-        rep.pairs_per_s["device path, batched ops in-process (1 thread)"] = one
-        torch.set_num_threads(threads)
+        ref_name = f"reference: torchvision on PIL, {workers} DataLoader workers"
+        dev_name = "device path, batched ops in-process (1 thread)"
+        paths: dict[str, tuple[Iterator, int]] = {dev_name: (it, 0)}
         if workers > 0:
-            w_it = loop(batched_views_loader(dom, batch, workers))
-            time_batches(w_it, 1, device)  # worker start-up
-            dev_pairs = aug_batches * batch / time_batches(w_it, aug_batches, device)
-            rep.pairs_per_s[f"device path, batched ops in {workers} DataLoader workers"] = dev_pairs
-            del w_it
-        else:
-            dev_pairs = one
+            dev_name = f"device path, batched ops in {workers} threads (train.augment_threads)"
+            paths[dev_name] = (
+                device_batches(dom, batch, device, prefetch=workers),
+                2 * workers,
+            )
+            paths[f"device path, batched ops in {workers} DataLoader worker processes"] = (
+                loop(batched_views_loader(dom, batch, workers)),
+                2 * workers,
+            )
+        paths[ref_name] = (ref_it, 2 * workers)
+        for p_it, _ in paths.values():
+            time_batches(p_it, 1, device)  # worker / thread start-up, first touch of the data
+        samples: dict[str, list[float]] = {k: [] for k in paths}
+        for _ in range(rounds):
+            for name, (p_it, drain) in paths.items():
+                samples[name].append(
+                    steady_pairs_per_s(
+                        p_it,
+                        batch=batch,
+                        drain=drain,
+                        min_batches=aug_batches,
+                        min_seconds=aug_seconds,
+                    )
+                )
+        for name, v in samples.items():
+            rep.pairs_per_s[name] = float(np.median(v))
+        rep.pairs_per_s_rounds = {k: [round(x, 1) for x in v] for k, v in samples.items()}
+        dev_pairs = rep.pairs_per_s[dev_name]
+        ref_pairs = rep.pairs_per_s[ref_name]
+        del paths, samples
+        torch.set_num_threads(threads)
     log(f"device path: {dev_pairs:,.0f} pairs/s")
-    loader = reference_loader(root, checked=checked, batch=batch, workers=workers, device=device)
-    ref_it = reference_batches(loader, device)
-    time_batches(ref_it, 1, device)  # worker start-up
-    ref_pairs = aug_batches * batch / time_batches(ref_it, aug_batches, device)
-    rep.pairs_per_s[f"reference: torchvision on PIL, {workers} DataLoader workers"] = ref_pairs
     log(f"reference path: {ref_pairs:,.0f} pairs/s")
     rep.data_speedup = dev_pairs / ref_pairs
     if args.imagenet is not None:
@@ -797,9 +854,8 @@ def main(argv: list[str] | None = None) -> Report:
         batches, mode_loader = ref_it, loader
         if mode == "device":
             batches, mode_loader = it, None
-            if not gpu and workers > 0:  # same structure as the reference: workers feed the step
-                mode_loader = batched_views_loader(dom, batch, workers)
-                batches = loop(mode_loader)
+            if not gpu and workers > 0:  # as the reference: `workers` workers run ahead
+                batches = device_batches(dom, batch, device, prefetch=workers)
         trainers.append(
             Trainer(
                 mode,

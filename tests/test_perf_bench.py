@@ -59,6 +59,32 @@ def test_worker_device_path_yields_the_domain_batches(tmp_path) -> None:
     assert got[0][0].shape == (16, 3, 32, 32) and not torch.equal(got[0][0], got[0][1])
 
 
+def test_thread_device_path_yields_the_domain_batches(tmp_path) -> None:
+    dom, _ = _dom(tmp_path)
+    cpu = torch.device("cpu")
+    expected = list(dom.pretrain_batches(0, 16, seed=0, device=cpu))
+    it = bench.device_batches(dom, 16, cpu, prefetch=2)
+    got = [next(it) for _ in range(len(expected) + 1)]  # runs on into the next epoch
+    for (a1, a2), (b1, b2) in zip(got, expected):
+        assert torch.equal(a1, b1) and torch.equal(a2, b2)
+    assert not torch.equal(got[-1][0], expected[0][0])  # epoch 1 has its own order
+
+
+def test_steady_rate_drains_the_ready_batches_first() -> None:
+    taken: list[int] = []
+
+    def batches():
+        i = 0
+        while True:
+            taken.append(i)
+            yield i, i
+            i += 1
+
+    rate = bench.steady_pairs_per_s(batches(), batch=8, drain=3, min_batches=5, min_seconds=0.0)
+    assert taken == list(range(8))  # 3 drained untimed + 5 timed
+    assert rate > 0
+
+
 def test_reference_loader_gives_normalised_two_view_batches(tmp_path) -> None:
     _, root = _dom(tmp_path)
     loader = bench.reference_loader(
