@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -67,15 +68,19 @@ def _crop_boxes(
     central crop with the ratio clamped to ``ratio``. Returns float ``(top, left, h, w)`` [B]."""
     area = float(height * width)
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
-    target = area * (scale[0] + (scale[1] - scale[0]) * torch.rand(b, tries, generator=generator))
-    aspect = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(b, tries, generator=generator))
-    w = torch.round(torch.sqrt(target * aspect))
-    h = torch.round(torch.sqrt(target / aspect))
+    # the draws come from the torch generator; the arithmetic on these few numbers runs in
+    # numpy (float32, as torch would), which costs microseconds instead of a dispatch per op
+    u_area = torch.rand(b, tries, generator=generator).numpy()
+    u_ratio = torch.rand(b, tries, generator=generator).numpy()
+    target = area * (scale[0] + (scale[1] - scale[0]) * u_area)
+    aspect = np.exp(log_lo + (log_hi - log_lo) * u_ratio)
+    w = np.round(np.sqrt(target * aspect))
+    h = np.round(np.sqrt(target / aspect))
     ok = (w > 0) & (w <= width) & (h > 0) & (h <= height)  # [B, tries]
-    first = ok.float().argmax(1)  # index of the first fitting try
+    first = ok.argmax(1)  # index of the first fitting try
     any_ok = ok.any(1)
-    w = w.gather(1, first[:, None])[:, 0]
-    h = h.gather(1, first[:, None])[:, 0]
+    rows = np.arange(b)
+    w, h = w[rows, first], h[rows, first]
     # fallback: central crop
     in_ratio = width / height
     if in_ratio < min(ratio):
@@ -84,14 +89,15 @@ def _crop_boxes(
         fw, fh = round(height * max(ratio)), height
     else:
         fw, fh = width, height
-    w = torch.where(any_ok, w, torch.full_like(w, fw))
-    h = torch.where(any_ok, h, torch.full_like(h, fh))
-    u_top, u_left = torch.rand(b, generator=generator), torch.rand(b, generator=generator)
-    top = torch.floor(u_top * (height - h + 1)).clamp(max=height - h)
-    left = torch.floor(u_left * (width - w + 1)).clamp(max=width - w)
-    top = torch.where(any_ok, top, torch.floor((height - h) / 2))
-    left = torch.where(any_ok, left, torch.floor((width - w) / 2))
-    return top, left, h, w
+    w = np.where(any_ok, w, np.float32(fw))
+    h = np.where(any_ok, h, np.float32(fh))
+    u_top = torch.rand(b, generator=generator).numpy()
+    u_left = torch.rand(b, generator=generator).numpy()
+    top = np.minimum(np.floor(u_top * (height - h + 1)), height - h)
+    left = np.minimum(np.floor(u_left * (width - w + 1)), width - w)
+    top = np.where(any_ok, top, np.floor((height - h) / 2))
+    left = np.where(any_ok, left, np.floor((width - w) / 2))
+    return tuple(torch.from_numpy(v.astype(np.float32)) for v in (top, left, h, w))
 
 
 def random_resized_crop(
@@ -341,9 +347,11 @@ def color_jitter(
         _factor_range(hue, "hue", centre=0.0, bound=0.5),
     ]
     apply = torch.rand(b, generator=generator) < p  # [B]
-    order = torch.argsort(torch.rand(b, 4, generator=generator), dim=1)  # [B, 4] random perm
-    u = torch.rand(b, 4, generator=generator)
-    factors = torch.stack([lo + (hi - lo) * u[:, j] for j, (lo, hi) in enumerate(ranges)], 1)
+    # [B, 4] random permutation per sample (ties have probability ~0: same as torch.argsort)
+    order = torch.from_numpy(np.argsort(torch.rand(b, 4, generator=generator).numpy(), axis=1))
+    u = torch.rand(b, 4, generator=generator).numpy()
+    lo, hi = np.array(ranges, dtype=np.float32).T  # [4] each
+    factors = torch.from_numpy((lo + (hi - lo) * u).astype(np.float32))  # [B, 4] by op
     rgb = x.shape[1] == 3
     enabled = torch.tensor([brightness > 0, contrast > 0, saturation > 0 and rgb, hue > 0 and rgb])
     return _jitter(x, apply, order, factors, enabled)
@@ -352,68 +360,68 @@ def color_jitter(
 def _jitter(x: Tensor, apply: Tensor, order: Tensor, factors: Tensor, enabled: Tensor) -> Tensor:
     """Apply drawn jitter parameters (all CPU): ``apply`` [B] bool, ``order`` [B, 4] (op index at
     each position: 0 brightness, 1 contrast, 2 saturation, 3 hue), ``factors`` [B, 4] by op,
-    ``enabled`` [4] bool."""
+    ``enabled`` [4] bool. The bookkeeping runs in numpy on the host (a few microseconds per
+    call instead of a torch dispatch per small op); the device gets one parameter tensor per
+    pass."""
     b = x.shape[0]
-    if b == 0 or not bool(apply.any()) or not bool(enabled.any()):
+    ap, en = apply.numpy(), enabled.numpy()
+    if b == 0 or not ap.any() or not en.any():
         return x
-    active = enabled[order] & apply[:, None]  # [B, 4]: the op at this position runs
-    f_at = torch.where(active, factors.gather(1, order), torch.ones(()))  # 1 = unchanged
+    od, fa = order.numpy(), factors.numpy()
+    active = en[od] & ap[:, None]  # [B, 4]: the op at this position runs
+    f_at = np.where(active, np.take_along_axis(fa, od, 1), 1.0).astype(np.float32)  # 1: as is
     # hp: position of the hue step (4: no hue step), -1: sample not jittered; sorted ascending
-    if bool(enabled[3]):
-        hp = (order == 3).to(torch.uint8).argmax(1)
-    else:
-        hp = torch.full((b,), 4, dtype=torch.long)
-    hp = torch.where(apply, hp, -1)
-    sort = torch.argsort(hp, stable=True)
-    hp, order, f_at = hp[sort], order[sort], f_at[sort]
-    below = [0, *torch.cumsum(torch.bincount(hp + 1, minlength=6), 0).tolist()]
-    first = lambda k: below[k + 1]  # noqa: E731  index of the first sample with hp >= k
-    y = x.index_select(0, sort.to(x.device, non_blocking=True))
-    rows = torch.arange(b)
+    hp = (od == 3).argmax(1) if en[3] else np.full(b, 4)
+    hp = np.where(ap, hp, -1)
+    sort = np.argsort(hp, kind="stable")
+    hp, od, f_at, shift = hp[sort], od[sort], f_at[sort], fa[sort, 3]
+    bounds = np.searchsorted(hp, np.arange(-1, 6))  # bounds[k + 1]: first sample with hp >= k
+    first = lambda k: int(bounds[k + 1])  # noqa: E731
+    dev, dt = x.device, x.dtype
+    y = x.index_select(0, torch.from_numpy(sort).to(dev, non_blocking=True))
 
-    def blend_slice(lo: int, pos: Tensor) -> None:  # samples lo.. : op at position pos[i]
-        hi = lo + len(pos)
-        take = rows[lo:hi]
-        _blend_(y[lo:hi], order[take, pos], f_at[take, pos])
+    def blend_slice(lo: int, hi: int, pos: np.ndarray) -> None:  # samples lo..hi-1, op at pos
+        rows = np.arange(lo, hi)
+        op, f = od[rows, pos], f_at[rows, pos]
+        changed = f != 1
+        if not changed.any():
+            return
+        is_c, is_s = (op == 1) & changed, (op == 2) & changed
+        params = torch.from_numpy(np.stack((f, is_c, is_s)).astype(np.float32))
+        _blend_(y[lo:hi], params.to(dev, dt, non_blocking=True), bool(is_c.any()), bool(is_s.any()))
 
     # blends before the hue step, aligned so that they end just before it: pass j runs the
     # blend at position hp - 4 + j of every sample with hp >= 4 - j (a suffix of the batch)
     for j in range(4):
         lo = first(4 - j)
         if lo < b:
-            blend_slice(lo, hp[lo:] - 4 + j)
+            blend_slice(lo, b, hp[lo:] - 4 + j)
     lo, hi = first(0), first(4)  # the hue step: every sample with 0 <= hp <= 3
     if hi > lo:
-        shift = factors[sort[lo:hi], 3]
-        y[lo:hi] = _rotate_hue(y[lo:hi], shift)
+        y[lo:hi] = _rotate_hue(y[lo:hi], torch.from_numpy(shift[lo:hi]))
     # blends after it: pass j runs position hp + 1 + j for samples with hp <= 2 - j (a prefix)
     for j in range(3):
         hi = first(3 - j)
         if hi > lo:
-            blend_slice(lo, hp[lo:hi] + 1 + j)
-    return y.index_select(0, torch.argsort(sort).to(x.device, non_blocking=True))
+            blend_slice(lo, hi, hp[lo:hi] + 1 + j)
+    return y.index_select(0, torch.from_numpy(np.argsort(sort)).to(dev, non_blocking=True))
 
 
-def _blend_(y: Tensor, op: Tensor, f: Tensor) -> None:
-    """In place on ``y`` [n, C, H, W]: brightness (op 0), contrast (1) or saturation (2) with
-    factor ``f`` [n] per sample (CPU; 1 leaves a sample unchanged): ``clamp(target + f * (y -
-    target), 0, 1)`` with target 0, the mean luma or the luma, as torchvision's ``_blend``."""
-    if not bool((f != 1).any()):
-        return
-    dev, dt = y.device, y.dtype
-    fd = f.to(dev, dt, non_blocking=True).view(-1, 1, 1, 1)
-    is_c, is_s = (op == 1) & (f != 1), (op == 2) & (f != 1)
-    if bool(is_c.any()) or bool(is_s.any()):
+def _blend_(y: Tensor, params: Tensor, contrast: bool, saturation: bool) -> None:
+    """In place on ``y`` [n, C, H, W]: ``clamp(target + f * (y - target), 0, 1)`` per sample, as
+    torchvision's ``_blend``; ``params`` [3, n] on y's device: the factor ``f`` (1 leaves a sample
+    unchanged) and 0/1 flags choosing the target: the mean luma (contrast), the luma
+    (saturation), else 0 (brightness). ``contrast`` / ``saturation``: whether any flag is set."""
+    f, c, s = params.view(3, -1, 1, 1, 1).unbind(0)
+    if contrast or saturation:
         gray = _luma(y)  # [n, 1, H, W]
-        s = is_s.to(dev, dt, non_blocking=True).view(-1, 1, 1, 1)
-        if bool(is_c.any()):
-            c = is_c.to(dev, dt, non_blocking=True).view(-1, 1, 1, 1)
+        if contrast:
             target = torch.addcmul(gray.mean(dim=(1, 2, 3), keepdim=True) * c, gray, s)
         else:
             target = gray * s
-        torch.lerp(target, y, fd, out=y)  # elementwise, so writing over its input is safe
+        torch.lerp(target, y, f, out=y)  # elementwise, so writing over its input is safe
     else:
-        y.mul_(fd)
+        y.mul_(f)
     y.clamp_(0.0, 1.0)
 
 
