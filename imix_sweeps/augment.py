@@ -136,13 +136,14 @@ def random_resized_crop(
     return _apply_separable(x, wy, wx)
 
 
-def _crop_coords(start: Tensor, length: Tensor, in_size: int, out_size: int) -> Tensor:
+def _crop_coords(start: Tensor, length: Tensor, in_size: int, out_size: int) -> np.ndarray:
     """``[B, out]`` sampling positions of an upscaling resize of the window ``[start, start +
     length)``, as ``grid_sample`` coordinates (``align_corners=False``): pixel centres
-    ``start + (o + 0.5) * length / out - 0.5`` clamped to the window (its edge pixels repeat)."""
-    o = torch.arange(out_size, dtype=torch.float32)
-    src = start[:, None] + (o + 0.5) * (length / out_size)[:, None] - 0.5
-    src = torch.minimum(torch.maximum(src, start[:, None]), (start + length - 1)[:, None])
+    ``start + (o + 0.5) * length / out - 0.5`` clamped to the window (its edge pixels repeat).
+    Host-side numpy on the CPU boxes."""
+    s0, n = start.numpy()[:, None], length.numpy()[:, None]
+    o = np.arange(out_size, dtype=np.float32)
+    src = np.clip(s0 + (o + 0.5) * (n / out_size) - 0.5, s0, s0 + n - 1)
     return (2.0 * src + 1.0) / in_size - 1.0
 
 
@@ -164,14 +165,15 @@ def _upsample_crops(
     gy = _crop_coords(top, h, height, out_h)  # [B, out_h]
     gx = _crop_coords(left, w, width, out_w)  # [B, out_w]
     if hflip is not None:
-        gx = torch.where(hflip[:, None], gx.flip(1), gx)
-    grid = torch.stack(
-        (gx[:, None, :].expand(-1, out_h, -1), gy[:, :, None].expand(-1, -1, out_w)), dim=-1
-    )  # [B, out_h, out_w, (x, y)]
+        gx = np.where(hflip.numpy()[:, None], gx[:, ::-1], gx)
+    b = len(gx)
+    grid = np.empty((b, out_h, out_w, 2), dtype=np.float32)  # [..., (x, y)]
+    grid[..., 0] = gx[:, None, :]
+    grid[..., 1] = gy[:, :, None]
     if x.dtype == torch.uint8:
         x = x.float().div_(255.0)
-    grid = grid.to(x.device, x.dtype, non_blocking=True)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    grid_t = torch.from_numpy(grid).to(x.device, x.dtype, non_blocking=True)
+    return F.grid_sample(x, grid_t, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def random_hflip(x: Tensor, p: float = 0.5, *, generator: torch.Generator | None = None) -> Tensor:
@@ -284,14 +286,15 @@ def _rotate_hue(x: Tensor, shift: Tensor) -> Tensor:
     minc = torch.minimum(torch.minimum(r, g), b)
     c = maxc - minc
     # select with lerp by a 0/1 weight (exact for 0 and 1; far faster than where on the CPU)
-    is_g, is_r = (maxc == g).to(x.dtype), (maxc == r).to(x.dtype)
+    is_g = torch.eq(maxc, g, out=torch.empty_like(c))  # 0/1 in x's dtype, no bool step
+    is_r = torch.eq(maxc, r, out=torch.empty_like(c))
     h = torch.lerp((r - g).add_(c, alpha=4.0), (b - r).add_(c, alpha=2.0), is_g)
     h = torch.lerp(h, g - b, is_r).div_(c.clamp(min=1e-12))  # c = 0 (grey): h = 0
     h = h.add_(6.0 * shift.to(x.device, x.dtype, non_blocking=True).view(-1, 1, 1))
     h = h.sub_(torch.floor(h * (1.0 / 6.0)), alpha=6.0)  # [0, 6)
     home = torch.arange(0.0, 6.0, 2.0, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    d = (h.unsqueeze(1) - home).abs_()  # [n, 3, H, W]
-    t = torch.minimum(d, 6.0 - d).sub_(1.0).clamp_(0.0, 1.0)
+    # clamp(min(d, 6 - d) - 1, 0, 1) = clamp(2 - |d - 3|, 0, 1) for d in [0, 6], in place
+    t = (h.unsqueeze(1) - home).abs_().sub_(3.0).abs_().neg_().add_(2.0).clamp_(0.0, 1.0)
     return torch.addcmul(maxc.unsqueeze(1), c.unsqueeze(1), t, value=-1.0)
 
 
