@@ -429,16 +429,21 @@ def _blend_(y: Tensor, params: Tensor, contrast: bool, saturation: bool) -> None
 
 
 def random_grayscale(
-    x: Tensor, p: float = 0.2, *, generator: torch.Generator | None = None
+    x: Tensor,
+    p: float = 0.2,
+    *,
+    generator: torch.Generator | None = None,
+    inplace: bool = False,
 ) -> Tensor:
     """``RandomGrayscale(p)``: luma replicated over the channels, per sample with probability p
-    (computed on the chosen samples only; which ones is known on the host)."""
-    on = torch.rand(x.shape[0], generator=generator) < p
-    if x.shape[1] == 1 or not bool(on.any()):
+    (computed on the chosen samples only; which ones is known on the host). ``inplace``: write
+    into ``x`` (a pipeline's own intermediate) instead of a copy."""
+    on = torch.rand(x.shape[0], generator=generator).numpy() < p
+    if x.shape[1] == 1 or not on.any():
         return x
-    sel = torch.nonzero(on)[:, 0].to(x.device, non_blocking=True)
-    gray = _luma(x.index_select(0, sel)).expand(-1, x.shape[1], -1, -1)
-    return x.index_copy(0, sel, gray.contiguous())
+    sel = torch.from_numpy(np.flatnonzero(on)).to(x.device, non_blocking=True)
+    gray = _luma(x.index_select(0, sel)).expand(-1, x.shape[1], -1, -1).contiguous()
+    return x.index_copy_(0, sel, gray) if inplace else x.index_copy(0, sel, gray)
 
 
 # ----------------------------------------------------------------------------- blur
@@ -557,13 +562,13 @@ def contrastive_views(
     The CIFAR defaults are the official i-Mix CIFAR pipeline; ImageNet adds ``blur=(0.1, 2.0)``.
     Input ``[B, C, H, W]`` in [0, 1] (uint8 is scaled); output ``[B, C, *size]``, not normalised.
     """
-    # The flip is drawn first and folded into the crop's resampling matrix: jitter, grayscale
+    # The flip is drawn first and folded into the crop's resampling: jitter, grayscale
     # and blur act on every pixel alike (blur's kernel and reflect padding are symmetric), so
     # mirroring first gives what mirroring last gives, without a pass over the images.
     flip = torch.rand(x.shape[0], generator=generator) < p_flip
     x = random_resized_crop(x, size, scale=scale, generator=generator, hflip=flip)
     x = color_jitter(x, *jitter, p=p_jitter, generator=generator)
-    x = random_grayscale(x, p_gray, generator=generator)
+    x = random_grayscale(x, p_gray, generator=generator, inplace=True)  # x: the crop's output
     if blur is not None:
         x = gaussian_blur(x, blur, p_blur, generator=generator)
     return x
