@@ -23,7 +23,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from imix_sweeps import dist
+from imix_sweeps import dist, hostmem
 from imix_sweeps.config import (
     CONF_DIR,
     build_backbone,
@@ -230,6 +230,7 @@ def run(
         validate(cfg)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
+        hostmem.tune_malloc()
         torch.manual_seed(cfg.seed)
         device = _device(cfg)
         domain = build_domain(cfg)

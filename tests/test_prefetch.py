@@ -1,7 +1,10 @@
-"""Background augmentation threads (``prefetch``) and the one-call two-view augmentation."""
+"""Background augmentation threads (``prefetch``) and the host allocator settings."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -70,3 +73,24 @@ def test_run_ahead_raises_at_the_failing_item_and_stops_on_close() -> None:
     n = len(started)
     assert n <= 8  # at most the look-ahead window ran
     assert len(started) == n
+
+
+def _tune_in_subprocess(env_extra: dict[str, str]) -> str:
+    code = "from imix_sweeps import hostmem; print(hostmem.tune_malloc(), hostmem.tune_malloc())"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MALLOC_") and k not in ("GLIBC_TUNABLES", "IMIX_TUNE_MALLOC")
+    }
+    env.update(env_extra)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_tune_malloc_applies_once_and_respects_opt_outs() -> None:
+    assert _tune_in_subprocess({}) == "True True"
+    assert _tune_in_subprocess({"IMIX_TUNE_MALLOC": "0"}) == "False False"
+    assert _tune_in_subprocess({"MALLOC_TRIM_THRESHOLD_": "1000000"}) == "False False"
