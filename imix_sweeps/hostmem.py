@@ -6,7 +6,7 @@ back to the OS once more than the trim threshold (twice the mmap threshold) is f
 batched augmentation step on the CPU allocates and frees a few hundred temporaries of about a MB
 each, so with the defaults many of them land on pages that are new to the process, and every
 page costs a fault. Measured (docs/PERFORMANCE.md): the 224-px streaming device ops on the CPU
-gain 20-150 %, the first version of the CIFAR ops 15-20 %; the current CIFAR ops, which allocate
+gain 20-190 %, the first version of the CIFAR ops 15-20 %; the current CIFAR ops, which allocate
 less, no difference beyond noise.
 
 ``tune_malloc()`` fixes the mmap threshold at 32 MiB (glibc's maximum; larger blocks are still
