@@ -305,7 +305,7 @@ def train(
             world_size=info.world_size,
             start_step=first,
             **({"with_index": True} if needs_index else {}),
-            **({"prefetch": spec.augment_threads} if spec.augment_threads > 0 else {}),
+            prefetch=spec.augment_threads,
         )
         for step, (x1, x2, *index) in enumerate(batches, start=first):
             lr = lr_at(spec, epoch + step / steps_per_epoch)

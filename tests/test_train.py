@@ -193,3 +193,17 @@ def test_cmc_runs_end_to_end_on_the_embedded_rgb_domain(tmp_path):
     assert (
         res["status"] == "ok" and res["linear_top1"] > 20.0
     )  # the domain's normalisation was undone
+
+
+def test_augmentation_threads_give_the_same_run(tmp_path, tiny_overrides):
+    """train.augment_threads only moves the augmentation to background threads: same curve, same
+    evaluation, same config hash (it is a run-only key)."""
+    plain = run(compose(["mix=imixup", *tiny_overrides]), tmp_path / "plain")
+    ahead = run(
+        compose(["mix=imixup", *tiny_overrides, "train.augment_threads=2"]), tmp_path / "ahead"
+    )
+    assert plain["status"] == ahead["status"] == "ok"
+    a, b = metrics(tmp_path / "plain"), metrics(tmp_path / "ahead")
+    assert len(a) == 2 and [r["loss"] for r in a] == [r["loss"] for r in b]
+    assert plain["linear_top1"] == ahead["linear_top1"]
+    assert plain["config_hash"] == ahead["config_hash"]

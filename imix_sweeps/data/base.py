@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import TypeVar
 
@@ -30,18 +31,13 @@ def run_ahead(fn: Callable[[int], T], items: Iterable[int], threads: int) -> Ite
             yield fn(i)
         return
     pool = ThreadPoolExecutor(threads, thread_name_prefix="imix-prefetch")
-    pending: deque[Future[T]] = deque()
     it = iter(items)
+    pending: deque[Future[T]] = deque()
     try:
-        for i in it:
-            pending.append(pool.submit(fn, i))
-            if len(pending) >= 2 * threads:
-                break
+        pending.extend(pool.submit(fn, i) for i in islice(it, 2 * threads))
         while pending:
             out = pending.popleft().result()
-            for i in it:
-                pending.append(pool.submit(fn, i))
-                break
+            pending.extend(pool.submit(fn, i) for i in islice(it, 1))
             yield out
     finally:
         for f in pending:
