@@ -115,10 +115,11 @@ def random_resized_crop(
     fraction ~ U(scale), log aspect ratio ~ U(log ratio), integer box, up to 10 tries, central
     fallback). Resize: bilinear with antialiasing (``resize(..., antialias=True)``, PIL
     ``BILINEAR``), as two batched matrix products ``Wy @ crop @ Wx.T``, so any input and output
-    size works and nothing loops over the batch.
+    size works and nothing loops over the batch; when no box is larger than the output, one
+    ``grid_sample`` pass computes the same (``_upsample_crops``).
 
-    ``hflip`` (bool ``[B]``, CPU): samples to mirror horizontally as well, folded into ``Wx`` (its
-    rows reversed) at no extra cost; equal to ``hflip`` after the crop.
+    ``hflip`` (bool ``[B]``, CPU): samples to mirror horizontally as well, folded into the
+    resampling (``Wx``'s rows or the sampling grid reversed); equal to a flip after the crop.
     """
     b, _, height, width = x.shape
     out_h, out_w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
