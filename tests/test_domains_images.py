@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from imix_sweeps import augment as A
 from imix_sweeps.data import images as I
 from imix_sweeps.data.base import DataMissingError, InMemoryDomain
 from imix_sweeps.data.cache import CorruptDataError
@@ -364,7 +365,7 @@ def test_imagenet_hybrid_device_pipeline(tmp_path: Path):
     c = torchvision_seeded(crop)(d.train.load(i0), sample_seed(1, 0, i0, 0))
     assert c.dtype == torch.uint8 and c.shape == (3, 32, 32)
     torch.testing.assert_close(
-        v1[0], I._normalizer(I.IMAGENET_MEAN, I.IMAGENET_STD)(c[None] / 255.0)[0]
+        v1[0], A.Normalize(I.IMAGENET_MEAN, I.IMAGENET_STD)(c[None] / 255.0)[0]
     )
     e1 = torch.cat([x for x, _ in d.eval_batches("test", 4, device=CPU)])
     e2 = torch.cat([x for x, _ in ref.eval_batches("test", 4, device=CPU)])

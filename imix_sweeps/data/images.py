@@ -130,10 +130,6 @@ def reference_eval(
     return T.Compose([*ts, T.ToTensor(), T.Normalize(mean, std)])
 
 
-def _normalizer(mean: Sequence[float], std: Sequence[float]) -> Callable[[Tensor], Tensor]:
-    return A.Normalize(mean, std)
-
-
 def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
     """Per-channel mean/std in [0, 1] of uint8 ``[N, H, W, C]`` images."""
     x = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
@@ -194,7 +190,7 @@ def image_domain(
         test_y=torch.from_numpy(yte.astype(np.int64)),
         pretrain_x=None if pretrain is None else nchw(pretrain),
         augment=device_augment(size, scale=scale, blur=blur),
-        normalize=_normalizer(mean, std),
+        normalize=A.Normalize(mean, std),
         eval_transform=eval_transform,
         input_stats=(list(mean), list(std)),
     )
@@ -564,7 +560,7 @@ def imagenet(
     if pipeline == "device":
         crop, rest = crop_then_device_ops(size, blur)
         train_transform = torchvision_seeded(crop)
-        hybrid = {"device_augment": rest, "normalize": _normalizer(IMAGENET_MEAN, IMAGENET_STD)}
+        hybrid = {"device_augment": rest, "normalize": A.Normalize(IMAGENET_MEAN, IMAGENET_STD)}
     else:
         train_transform = torchvision_seeded(
             reference_augment(size, IMAGENET_MEAN, IMAGENET_STD, blur=blur)
