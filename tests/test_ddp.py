@@ -64,11 +64,24 @@ def global_batch() -> tuple[torch.Tensor, torch.Tensor]:
 
 def make(kind: str) -> nn.Module:
     torch.manual_seed(0)
-    if kind == "npair":
-        return NPair(Flat(), head(), mix(), temperature=TAU)
+    if kind in ("npair", "npair_local"):
+        return npair_model(head(), gather="global" if kind == "npair" else "local")
+    return moco_model(head())
+
+
+def npair_model(head: nn.Module, *, gather: str) -> NPair:
+    return NPair(
+        backbone=Flat(), head=head, mix=mix(), temperature=TAU, symmetric=False, gather=gather,
+        mix_temperature=TAU, mix_weight=1.0,
+    )  # fmt: skip
+
+
+def moco_model(head: nn.Module, *, shuffle_bn: bool = True) -> MoCo:
     return MoCo(
-        Flat(), head(), mix(), dim=DIM, temperature=TAU, queue_size=QUEUE, momentum=MOMENTUM
-    )
+        backbone=Flat(), head=head, mix=mix(), dim=DIM, temperature=TAU, queue_size=QUEUE,
+        momentum=MOMENTUM, symmetric=False, shuffle_bn=shuffle_bn, mix_temperature=0.05,
+        mix_weight=1.0,
+    )  # fmt: skip
 
 
 def gen(rank: int) -> torch.Generator:
@@ -93,7 +106,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     out: dict = {}
     x1, x2 = global_batch()
     mine = slice(rank * B, (rank + 1) * B)
-    for kind in ("npair", "moco"):
+    for kind in ("npair", "npair_local", "moco"):
         model = make(kind)
         ddp = nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
         step = ddp(x1[mine], x2[mine], generator=gen(rank))
@@ -178,6 +191,22 @@ def reference_npair() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     return loss.detach(), grads(model)
 
 
+def reference_npair_local() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The official form: each rank's B-way loss over its own keys; DDP averages the ranks."""
+    model = make("npair_local")
+    x1, x2 = global_batch()
+    mixed, perm, lam = reference_mix(x1)
+    q = F.normalize(model.encoder(mixed), dim=1)
+    k = F.normalize(model.encoder(x2), dim=1)
+    losses = []
+    for r in range(WORLD):
+        rows = slice(r * B, (r + 1) * B)
+        losses.append(two_target(q[rows] @ k[rows].t() / TAU, perm[rows] - r * B, lam[rows]))
+    loss = torch.stack(losses).mean()
+    loss.backward()
+    return loss.detach(), grads(model)
+
+
 def reference_moco() -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
     model = make("moco")
     x1, x2 = global_batch()
@@ -198,10 +227,12 @@ def reference_moco() -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tenso
 
 # ------------------------------------------------------------------ tests
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["npair", "moco"])
+@pytest.mark.parametrize("kind", ["npair", "npair_local", "moco"])
 def test_ddp_step_equals_single_process_on_the_global_batch(ranks, kind) -> None:
     if kind == "npair":
         loss, ref_grads = reference_npair()
+    elif kind == "npair_local":
+        loss, ref_grads = reference_npair_local()
     else:
         loss, ref_grads, _ = reference_moco()
     ddp_loss = sum(r[kind]["loss"] for r in ranks) / WORLD
@@ -287,20 +318,19 @@ def test_convert_sync_bn_keeps_shuffle_bn_in_the_moco_key_encoder() -> None:
     def bn_types(m: nn.Module) -> set[type]:
         return {type(x) for x in m.modules() if isinstance(x, nn.modules.batchnorm._BatchNorm)}
 
-    moco = MoCo(Flat(), build_head("mlpbn1", Flat.out_dim, DIM), mix(), dim=DIM, queue_size=QUEUE)
+    moco = moco_model(build_head("mlpbn", Flat.out_dim, DIM, Flat.out_dim))
     convert_sync_bn(moco)
     assert bn_types(moco.encoder) == {nn.SyncBatchNorm}
     assert bn_types(moco.key_encoder) == {nn.BatchNorm1d}
-    moco_plain = MoCo(
-        Flat(), build_head("mlpbn1", Flat.out_dim, DIM), mix(), dim=DIM, queue_size=QUEUE,
-        shuffle_bn=False,
-    )  # fmt: skip
+    moco_plain = moco_model(build_head("mlpbn", Flat.out_dim, DIM, Flat.out_dim), shuffle_bn=False)
     convert_sync_bn(moco_plain)
     assert bn_types(moco_plain.key_encoder) == {nn.SyncBatchNorm}
-    npair = NPair(Flat(), build_head("mlpbn", Flat.out_dim, DIM), mix())
+    npair = npair_model(build_head("mlpbn", Flat.out_dim, DIM, Flat.out_dim), gather="local")
     convert_sync_bn(npair)
     assert bn_types(npair) == {nn.SyncBatchNorm}
     # the state dict is unchanged in form: checkpoints load either way
     assert set(npair.state_dict()) == set(
-        NPair(Flat(), build_head("mlpbn", Flat.out_dim, DIM), mix()).state_dict()
+        npair_model(
+            build_head("mlpbn", Flat.out_dim, DIM, Flat.out_dim), gather="local"
+        ).state_dict()
     )

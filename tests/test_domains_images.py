@@ -436,9 +436,9 @@ def test_both_pipelines_give_memory_bank_indices_in_the_same_order(tmp_path: Pat
 
 def test_insdis_trains_on_the_reference_pipeline(tmp_path: Path):
     from imix_sweeps.backbones import small_cnn
-    from imix_sweeps.methods import insdis
     from imix_sweeps.mix import MixStrategy
     from imix_sweeps.train import TrainSpec, train
+    from tests.method_yaml import insdis
 
     write_cifar(tmp_path / "c", 10)
     ref = I.cifar(str(tmp_path / "c"), pipeline="reference", workers=0)

@@ -10,7 +10,6 @@ import torch.nn.functional as F
 
 from imix_sweeps.backbones import mlp, small_cnn
 from imix_sweeps.losses import moco_loss, mocon_loss, npair_loss, nt_xent_loss
-from imix_sweeps.methods import byol, cmc, insdis, moco, npair, simclr, swav
 from imix_sweeps.methods.cmc import rgb_to_lab, rgb_to_ycbcr
 from imix_sweeps.methods.common import ema_update
 from imix_sweeps.mix import (
@@ -21,6 +20,7 @@ from imix_sweeps.mix import (
     no_mix,
     unmix,
 )
+from tests.method_yaml import byol, cmc, insdis, moco, npair, simclr, swav
 
 B = 8
 

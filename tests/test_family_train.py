@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from imix_sweeps.data.digits import digits_rgb
-from imix_sweeps.methods import cmc
 from imix_sweeps.mix import MixStrategy, im_mixture
 from imix_sweeps.run import run
 from imix_sweeps.train import TrainSpec, train
 from tests.conftest import compose
+from tests.method_yaml import cmc
 
 TINY = [
     "train.epochs=4",

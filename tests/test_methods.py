@@ -8,8 +8,8 @@ from torch import nn
 
 from imix_sweeps.backbones import mlp
 from imix_sweeps.losses import npair_loss
-from imix_sweeps.methods import byol, moco, npair
 from imix_sweeps.mix import MixStrategy, imixup, no_mix
+from tests.method_yaml import byol, moco, npair
 
 IMIX = MixStrategy(name="imixup", family="imix", fn=imixup)
 NONE = MixStrategy()

@@ -27,12 +27,13 @@ def _plain_byol(p: Tensor, z: Tensor) -> Tensor:
 class BYOL(nn.Module):
     def __init__(
         self,
+        *,
         backbone: nn.Module,
         head: nn.Module,
         predictor: nn.Module,
         mix: MixStrategy,
-        momentum: float = 0.999,
-        symmetric: bool = False,
+        momentum: float,
+        symmetric: bool,
     ) -> None:
         super().__init__()
         check_family("byol", mix, FAMILIES)

@@ -24,7 +24,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from imix_sweeps.heads import build_head
+from imix_sweeps.backbones.resnet import init_conv
+from imix_sweeps.heads import build_head, hidden_width
 from imix_sweeps.methods.common import StepOut
 from imix_sweeps.methods.family import check_family, single_view
 from imix_sweeps.methods.memory import MemoryBank
@@ -74,9 +75,10 @@ class ColorViews(nn.Module):
 
     def __init__(
         self,
-        color: str = "lab",
-        input_mean: Sequence[float] | None = None,
-        input_std: Sequence[float] | None = None,
+        *,
+        color: str,
+        input_mean: Sequence[float] | None,
+        input_std: Sequence[float] | None,
     ) -> None:
         super().__init__()
         if color not in COLORS:
@@ -127,13 +129,15 @@ def with_in_channels(backbone: nn.Module, channels: int) -> nn.Module:
                 setattr(
                     parent,
                     name,
-                    nn.Conv2d(
-                        channels,
-                        child.out_channels,
-                        child.kernel_size,  # type: ignore[arg-type]
-                        child.stride,  # type: ignore[arg-type]
-                        child.padding,  # type: ignore[arg-type]
-                        bias=child.bias is not None,
+                    init_conv(
+                        nn.Conv2d(
+                            channels,
+                            child.out_channels,
+                            child.kernel_size,  # type: ignore[arg-type]
+                            child.stride,  # type: ignore[arg-type]
+                            child.padding,  # type: ignore[arg-type]
+                            bias=child.bias is not None,
+                        )
                     ),
                 )
                 return net
@@ -161,28 +165,45 @@ class CMC(nn.Module):
 
     def __init__(
         self,
+        *,
         backbone: nn.Module,
         mix: MixStrategy,
-        dim: int = 128,
-        head: str = "linear",
-        hidden_dim: int | None = None,
-        color: str = "lab",
-        input_mean: Sequence[float] | None = None,
-        input_std: Sequence[float] | None = None,
-        temperature: float = 0.07,
-        num_negatives: int = 4096,
-        bank_momentum: float = 0.5,
-        loss: str = "nce",
+        dim: int,
+        head: str,
+        hidden_dim: int | None,
+        color: str,
+        input_mean: Sequence[float] | None,
+        input_std: Sequence[float] | None,
+        temperature: float,
+        num_negatives: int,
+        bank_momentum: float,
+        loss: str,
     ) -> None:
         super().__init__()
         check_family("cmc", mix, FAMILIES)
-        self.views = ColorViews(color, input_mean, input_std)
+        self.views = ColorViews(color=color, input_mean=input_mean, input_std=input_std)
         self.net_1 = with_in_channels(backbone, 1)
         self.net_2 = with_in_channels(backbone, 2)
-        self.head_1 = build_head(head, self.net_1.out_dim, dim, hidden_dim)
-        self.head_2 = build_head(head, self.net_2.out_dim, dim, hidden_dim)
-        self.memory_1 = MemoryBank(dim, num_negatives, temperature, bank_momentum, loss)
-        self.memory_2 = MemoryBank(dim, num_negatives, temperature, bank_momentum, loss)
+        self.head_1 = build_head(
+            head, self.net_1.out_dim, dim, hidden_width(hidden_dim, self.net_1.out_dim)
+        )
+        self.head_2 = build_head(
+            head, self.net_2.out_dim, dim, hidden_width(hidden_dim, self.net_2.out_dim)
+        )
+        self.memory_1 = MemoryBank(
+            dim,
+            num_negatives=num_negatives,
+            temperature=temperature,
+            momentum=bank_momentum,
+            loss=loss,
+        )
+        self.memory_2 = MemoryBank(
+            dim,
+            num_negatives=num_negatives,
+            temperature=temperature,
+            momentum=bank_momentum,
+            loss=loss,
+        )
         self.mix = mix
 
     @property

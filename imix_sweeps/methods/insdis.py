@@ -23,19 +23,26 @@ class InsDis(nn.Module):
 
     def __init__(
         self,
+        *,
         backbone: nn.Module,
         head: nn.Module,
         mix: MixStrategy,
-        dim: int = 128,
-        temperature: float = 0.07,
-        num_negatives: int = 4096,
-        bank_momentum: float = 0.5,
-        loss: str = "nce",
+        dim: int,
+        temperature: float,
+        num_negatives: int,
+        bank_momentum: float,
+        loss: str,
     ) -> None:
         super().__init__()
         check_family("insdis", mix, FAMILIES)
         self.encoder = Encoder(backbone, head)
-        self.memory = MemoryBank(dim, num_negatives, temperature, bank_momentum, loss)
+        self.memory = MemoryBank(
+            dim,
+            num_negatives=num_negatives,
+            temperature=temperature,
+            momentum=bank_momentum,
+            loss=loss,
+        )
         self.mix = mix
 
     @property

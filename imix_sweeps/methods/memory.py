@@ -24,10 +24,11 @@ class MemoryBank(nn.Module):
     def __init__(
         self,
         dim: int,
-        num_negatives: int = 4096,
-        temperature: float = 0.07,
-        momentum: float = 0.5,
-        loss: str = "nce",
+        *,
+        num_negatives: int,
+        temperature: float,
+        momentum: float,
+        loss: str,
     ) -> None:
         super().__init__()
         if loss not in LOSSES:

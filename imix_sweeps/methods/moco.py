@@ -41,17 +41,18 @@ FAMILIES = ("none", "imix", "manifold", "unmix", "mixco", "im")
 class MoCo(nn.Module):
     def __init__(
         self,
+        *,
         backbone: nn.Module,
         head: nn.Module,
         mix: MixStrategy,
-        dim: int = 128,
-        temperature: float = 0.2,
-        queue_size: int = 4096,
-        momentum: float = 0.999,
-        symmetric: bool = False,
-        shuffle_bn: bool = True,
-        mix_temperature: float = 0.05,
-        mix_weight: float = 1.0,
+        dim: int,
+        temperature: float,
+        queue_size: int,
+        momentum: float,
+        symmetric: bool,
+        shuffle_bn: bool,
+        mix_temperature: float,
+        mix_weight: float,
     ) -> None:
         super().__init__()
         check_family("moco", mix, FAMILIES)

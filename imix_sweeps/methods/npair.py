@@ -3,6 +3,11 @@
 The mixed view 1 and the clean view 2 go through the encoder in one forward pass
 (``cat([mixed_x1, x2])``), so BatchNorm statistics cover all 2B rows; keys are not detached.
 
+Under DDP (``gather``): ``local`` is the official form, each rank's own B-way loss over its
+B keys (kibok90/imix ``builder.py`` gathers keys only for ``mocon``, L212-214, and labels are
+``arange(B)``, L246-247); ``global`` scores each anchor against the keys of every rank,
+gathered with gradient (B x W-way). In one process both are the same loss.
+
 Other mix families (``self.mix.family``):
 
 - ``manifold``: view 1 mixed at a hidden layer (same pass), i-Mix two-target loss;
@@ -24,21 +29,27 @@ from imix_sweeps.methods.family import check_family, manifold_forward, unmix_lam
 from imix_sweeps.mix import MixStrategy, apply_input_mix
 
 FAMILIES = ("none", "imix", "manifold", "unmix", "mixco")
+GATHERS = ("local", "global")
 
 
 class NPair(nn.Module):
     def __init__(
         self,
+        *,
         backbone: nn.Module,
         head: nn.Module,
         mix: MixStrategy,
-        temperature: float = 0.2,
-        symmetric: bool = False,
-        mix_temperature: float = 0.2,
-        mix_weight: float = 1.0,
+        temperature: float,
+        symmetric: bool,
+        gather: str,
+        mix_temperature: float,
+        mix_weight: float,
     ) -> None:
         super().__init__()
         check_family("npair", mix, FAMILIES)
+        if gather not in GATHERS:
+            raise ValueError(f"npair: unknown gather {gather!r}; allowed: {', '.join(GATHERS)}")
+        self.gather = gather
         self.encoder = Encoder(backbone, head)
         self.mix = mix
         self.temperature = temperature
@@ -50,10 +61,15 @@ class NPair(nn.Module):
     def backbone(self) -> nn.Module:
         return self.encoder.backbone
 
+    def _keys(self, k: Tensor) -> tuple[Tensor, int]:
+        """The keys each anchor is scored against, and the label offset of this rank's keys."""
+        if self.gather == "local":
+            return k, 0
+        return dist.gather(k, with_grad=True), dist.info().rank * k.shape[0]  # [B * W, D]
+
     def _plain(self, q: Tensor, k: Tensor) -> Tensor:
-        """B-way loss of q against (gathered) k, one target each."""
-        k = dist.gather(k, with_grad=True)
-        offset = dist.info().rank * q.shape[0]
+        """B-way loss of q against k (gathered when ``global``), one target each."""
+        k, offset = self._keys(k)
         ones = torch.ones(q.shape[0], device=q.device)
         return npair_loss(
             q, k, torch.arange(q.shape[0], device=q.device), ones, self.temperature,
@@ -75,8 +91,7 @@ class NPair(nn.Module):
             m = self.mix.fn(xa, generator=generator)
             z = self.encoder(torch.cat([m.x, xb]))  # [2B, D]: shared BN over the 2B rows
             q, k = z[:b], z[b:]
-        k = dist.gather(k, with_grad=True)  # [B * W, D]
-        offset = dist.info().rank * b
+        k, offset = self._keys(k)
         return npair_loss(q, k, m.perm, m.lam, self.temperature, label_offset=offset)
 
     def _unmix(self, x1: Tensor, x2: Tensor, generator: torch.Generator | None) -> Tensor:

@@ -24,12 +24,13 @@ FAMILIES = ("none", "unmix", "mixco")
 class SimCLR(nn.Module):
     def __init__(
         self,
+        *,
         backbone: nn.Module,
         head: nn.Module,
         mix: MixStrategy,
-        temperature: float = 0.5,
-        mix_temperature: float = 0.5,
-        mix_weight: float = 1.0,
+        temperature: float,
+        mix_temperature: float,
+        mix_weight: float,
     ) -> None:
         super().__init__()
         check_family("simclr", mix, FAMILIES)

@@ -30,16 +30,17 @@ FAMILIES = ("none", "unmix")
 class SwAV(nn.Module):
     def __init__(
         self,
+        *,
         backbone: nn.Module,
         head: nn.Module,
         mix: MixStrategy,
-        dim: int = 128,
-        num_prototypes: int = 100,
-        temperature: float = 0.1,
-        epsilon: float = 0.05,
-        sinkhorn_iterations: int = 3,
-        queue_length: int = 0,
-        freeze_prototypes_steps: int = 0,
+        dim: int,
+        num_prototypes: int,
+        temperature: float,
+        epsilon: float,
+        sinkhorn_iterations: int,
+        queue_length: int,
+        freeze_prototypes_steps: int,
     ) -> None:
         super().__init__()
         check_family("swav", mix, FAMILIES)
