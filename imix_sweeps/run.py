@@ -105,6 +105,15 @@ def spec_of(cfg: DictConfig) -> TrainSpec:
     )
 
 
+def negatives_of(cfg: DictConfig) -> int | None:
+    """The number of negatives a run contrasts with: MoCo's queue or a memory bank's draws."""
+    for key in ("method.model.queue_size", "method.model.num_negatives"):
+        value = OmegaConf.select(cfg, key)
+        if value is not None:
+            return int(value)
+    return None
+
+
 def base_results(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """The config-derived part of ``results.json`` (what analysis groups runs by)."""
     return {
@@ -119,7 +128,7 @@ def base_results(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "temperature": temperature_of(cfg),
         "alpha": cfg.mix.alpha,
         "symmetric": OmegaConf.select(cfg, "method.model.symmetric"),
-        "queue_size": OmegaConf.select(cfg, "method.model.queue_size"),
+        "queue_size": negatives_of(cfg),
         "eval": cfg.eval.linear_method if cfg.eval.linear_method == "pinv" else "linear",
         "linear_top1": None,
         "knn_top1": None,
