@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import logging
 import subprocess
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -311,6 +312,12 @@ def app(cfg: DictConfig) -> dict[str, Any]:
 
 
 def main() -> None:
+    """The console script. ``--explain``: print the effective settings of the composed config
+    (for a paper cell with each official value and its source) and exit without training."""
+    if "--explain" in sys.argv[1:]:
+        from imix_sweeps.manifest import explain_main
+
+        raise SystemExit(explain_main([a for a in sys.argv[1:] if a != "--explain"]))
     app()
 
 

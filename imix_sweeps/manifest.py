@@ -1,0 +1,280 @@
+"""Cell manifests: the official effective settings of every paper cell, with their sources.
+
+``conf/manifest/<table>.yaml`` holds, per cell of ``conf/cell/``, the settings the official code
+runs (``value``), where each comes from (``source``: repository file and line, or README row)
+and, where this project knowingly differs, ``differs: <reason>``. ``network`` entries give the
+trainable parameters per module (count, tensors, sha1 of the sorted shapes) re-derived from the
+official model code by ``imix_sweeps.official_nets``.
+
+``compare`` lines a composed config (and its built model) up against a cell's entry;
+``explain`` renders that for ``imix-sweeps --explain +cell=<name>``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from imix_sweeps.config import (
+    CONF_DIR,
+    build_backbone,
+    build_method,
+    build_mix,
+    lr_of,
+    temperature_of,
+    warmup_of,
+)
+from imix_sweeps.official_nets import module_summary
+
+MANIFEST_DIR = CONF_DIR / "manifest"
+NETWORK = ("backbone", "head", "predictor")
+
+
+def _select(key: str) -> Callable[[DictConfig], Any]:
+    return lambda cfg: OmegaConf.select(cfg, key)
+
+
+def _negatives(cfg: DictConfig) -> int | None:
+    for key in ("method.model.queue_size", "method.model.num_negatives"):
+        value = OmegaConf.select(cfg, key)
+        if value is not None:
+            return int(value)
+    return None
+
+
+def _loss(cfg: DictConfig) -> str | None:
+    loss = OmegaConf.select(cfg, "method.model.loss")
+    if loss is None and str(cfg.method.model._target_).endswith(".moco"):
+        return "softmax"  # MoCo's loss is the softmax-CE over [positive, queue]
+    return loss
+
+
+def _milestones(cfg: DictConfig) -> list[int] | None:
+    return [int(m) for m in cfg.optim.milestones] if cfg.optim.schedule == "step" else None
+
+
+# setting name -> its value in a composed config (the settings this project controls)
+EXTRACT: dict[str, Callable[[DictConfig], Any]] = {
+    "batch_size": _select("train.batch_size"),
+    "epochs": _select("train.epochs"),
+    "lr": lr_of,
+    "warmup_epochs": warmup_of,
+    "schedule": _select("optim.schedule"),
+    "milestones": _milestones,
+    "momentum_sgd": _select("optim.momentum"),
+    "weight_decay": _select("optim.weight_decay"),
+    "temperature": temperature_of,
+    "head": _select("method.model.head"),
+    "predictor": _select("method.model.predictor"),
+    "ema": _select("method.model.momentum"),
+    "queue": _negatives,
+    "loss": _loss,
+    "bank_momentum": _select("method.model.bank_momentum"),
+    "shuffle_bn": _select("method.model.shuffle_bn"),
+    "symmetric": _select("method.model.symmetric"),
+    "gather": _select("method.model.gather"),
+    "color": _select("method.model.color"),
+    "mix": _select("mix.name"),
+    "alpha": _select("mix.alpha"),
+    "input_drop": _select("domain.data.drop"),
+}
+
+
+@functools.cache
+def manifests() -> dict[str, dict[str, Any]]:
+    """``{cell name: entry}`` over every manifest file; each entry also names its table."""
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted(MANIFEST_DIR.glob("*.yaml")):
+        doc = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+        assert isinstance(doc, dict)
+        for name, entry in doc["cells"].items():
+            if name in out:
+                raise ValueError(f"cell {name} is in two manifests")
+            out[name] = {
+                **entry,
+                "table": doc["table"],
+                "repository": doc["repository"],
+                "file": path.name,
+            }
+    return out
+
+
+def entry_for(cell: str) -> dict[str, Any] | None:
+    return manifests().get(cell)
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    project: Any  # this config's value (None where it does not express the setting)
+    official: Any
+    source: str
+    expressed: bool  # the config controls this setting, so it is compared
+    differs: str | None = None
+
+    @property
+    def equal(self) -> bool:
+        return same(self.project, self.official)
+
+    @property
+    def status(self) -> str:
+        """``match`` | ``differs`` (known, with a reason) | ``stale`` (marked as differing but
+        equal) | ``MISMATCH`` (differs without a reason) | ``documented`` (not in the config)."""
+        if not self.expressed:
+            return "differs" if self.differs else "documented"
+        if self.differs:
+            return "stale" if self.equal else "differs"
+        return "match" if self.equal else "MISMATCH"
+
+
+def same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+        return a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return a == b
+
+
+def network_modules(model: nn.Module) -> dict[str, list[nn.Module]]:
+    """The trainable parts of a built method, by the manifest's module names."""
+    if hasattr(model, "net_1"):  # CMC: one encoder and one head per view
+        return {"backbone": [model.net_1, model.net_2], "head": [model.head_1, model.head_2]}
+    out: dict[str, list[nn.Module]] = {
+        "backbone": [model.encoder.backbone],
+        "head": [model.encoder.head],
+    }
+    predictor = getattr(model, "predictor", None)
+    if predictor is not None:
+        out["predictor"] = [predictor]
+    return out
+
+
+def build_model(cfg: DictConfig, in_shape: list[int]) -> nn.Module:
+    """The method as a run builds it (without data: the input shape is given), on the meta
+    device, so shapes are real and nothing is allocated."""
+    with torch.device("meta"):
+        backbone = build_backbone(cfg, in_shape)
+        return build_method(cfg, backbone, build_mix(cfg))
+
+
+def network_summary(model: nn.Module) -> dict[str, dict[str, int | str]]:
+    return {name: module_summary(mods) for name, mods in network_modules(model).items()}
+
+
+def _summary_of(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: entry[k] for k in ("params", "tensors", "shapes_sha1")}
+
+
+def compare(cfg: DictConfig, entry: dict[str, Any], model: nn.Module | None = None) -> list[Row]:
+    """One row per setting of the cell's manifest entry (network first, when ``model``)."""
+    rows: list[Row] = []
+    if model is not None:
+        built = network_summary(model)
+        for name, official in (entry.get("network") or {}).items():
+            rows.append(
+                Row(
+                    f"network.{name}",
+                    built.get(name),
+                    _summary_of(official),
+                    official["source"],
+                    True,
+                    official.get("differs"),
+                )
+            )
+    for name, s in (entry.get("settings") or {}).items():
+        extract = EXTRACT.get(name)
+        rows.append(
+            Row(
+                name,
+                extract(cfg) if extract else None,
+                s["value"],
+                s["source"],
+                extract is not None,
+                s.get("differs"),
+            )
+        )
+    return rows
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, dict) and "params" in v:
+        return f"{v['params']:,} params / {v['tensors']} tensors / {v['shapes_sha1']}"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return "-" if v is None else str(v)
+
+
+def cell_of(overrides: list[str]) -> str | None:
+    for o in overrides:
+        key, _, value = o.lstrip("+~").partition("=")
+        if key == "cell":
+            return value
+    return None
+
+
+def explain(cfg: DictConfig, cell: str | None) -> tuple[str, int]:
+    """The text ``--explain`` prints and the number of unexplained differences in it."""
+    entry = entry_for(cell) if cell else None
+    lines = [
+        f"method={cfg.method.name} mix={cfg.mix.name} domain={cfg.domain.name} "
+        f"backbone={cfg.backbone.name}" + (f" cell={cell}" if cell else "")
+    ]
+    if entry is None:
+        lines.append(
+            "no official manifest for this config (only paper cells, +cell=<name>, have one); "
+            "its effective settings:"
+        )
+        for name, extract in EXTRACT.items():
+            value = extract(cfg)
+            if value is not None:
+                lines.append(f"  {name:<16} {_fmt(value)}")
+        return "\n".join(lines) + "\n", 0
+    lines.append(f"official: {entry['table']}, {entry['repository']} ({entry.get('command')})")
+    if entry.get("why"):
+        lines.append(f"not comparable as a whole: {entry['why']}")
+    model = build_model(cfg, list(entry["input_shape"])) if entry.get("network") else None
+    rows = compare(cfg, entry, model)
+    width = max([len(r.name) for r in rows] + [8])
+    bad = 0
+    for r in rows:
+        mark = {"match": "ok", "documented": "doc"}.get(r.status, r.status)
+        bad += r.status in ("MISMATCH", "stale")
+        this = _fmt(r.project) if r.expressed else "(not a config setting)"
+        lines.append(f"  {r.name:<{width}}  {mark:<8} this run: {this}")
+        if r.status != "match":
+            lines.append(f"  {'':<{width}}  {'':<8} official: {_fmt(r.official)}")
+        lines.append(f"  {'':<{width}}  {'':<8} source: {r.source}")
+        if r.differs:
+            lines.append(f"  {'':<{width}}  {'':<8} differs: {r.differs}")
+    lines.append(
+        f"{sum(r.status == 'match' for r in rows)} match, "
+        f"{sum(r.status == 'differs' for r in rows)} differ for a stated reason, "
+        f"{sum(r.status == 'documented' for r in rows)} documented only, {bad} unexplained"
+    )
+    return "\n".join(lines) + "\n", bad
+
+
+def explain_main(overrides: list[str]) -> int:
+    """``imix-sweeps --explain [overrides]``: print what the config will run, with the official
+    value and source of each setting of a paper cell; nothing is trained. Returns 0."""
+    from hydra import compose, initialize_config_dir
+
+    from imix_sweeps.config import validate
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    validate(cfg)
+    text, _ = explain(cfg, cell_of(overrides))
+    print(text, end="")
+    return 0
