@@ -81,6 +81,8 @@ EXTRACT: dict[str, Callable[[DictConfig], Any]] = {
     "symmetric": _select("method.model.symmetric"),
     "gather": _select("method.model.gather"),
     "color": _select("method.model.color"),
+    "mix_temperature": _select("method.model.mix_temperature"),
+    "mix_weight": _select("method.model.mix_weight"),
     "mix": _select("mix.name"),
     "alpha": _select("mix.alpha"),
     "input_drop": _select("domain.data.drop"),
@@ -89,20 +91,25 @@ EXTRACT: dict[str, Callable[[DictConfig], Any]] = {
 
 @functools.cache
 def manifests() -> dict[str, dict[str, Any]]:
-    """``{cell name: entry}`` over every manifest file; each entry also names its table."""
+    """``{name: entry}`` over every manifest file: the paper cells (``cells``, composed with
+    ``+cell=<name>``) and the experiment presets (``presets``, composed with
+    ``+experiment=<name>`` plus the entry's ``overrides``). Each entry names its table."""
     out: dict[str, dict[str, Any]] = {}
     for path in sorted(MANIFEST_DIR.glob("*.yaml")):
         doc = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
         assert isinstance(doc, dict)
-        for name, entry in doc["cells"].items():
-            if name in out:
-                raise ValueError(f"cell {name} is in two manifests")
-            out[name] = {
-                **entry,
-                "table": doc["table"],
-                "repository": doc["repository"],
-                "file": path.name,
-            }
+        for kind, group in (("cell", "cells"), ("experiment", "presets")):
+            for name, entry in (doc.get(group) or {}).items():
+                if name in out:
+                    raise ValueError(f"{name} is in two manifests")
+                out[name] = {
+                    **entry,
+                    "kind": kind,
+                    "overrides": [f"+{kind}={name}", *entry.get("overrides", [])],
+                    "table": doc["table"],
+                    "repository": doc["repository"],
+                    "file": path.name,
+                }
     return out
 
 
@@ -216,11 +223,17 @@ def _fmt(v: Any) -> str:
 
 
 def cell_of(overrides: list[str]) -> str | None:
+    """The manifest entry an override list selects: ``+cell=<name>``, else a preset's
+    ``+experiment=<name>``."""
+    found: dict[str, str] = {}
     for o in overrides:
         key, _, value = o.lstrip("+~").partition("=")
-        if key == "cell":
-            return value
-    return None
+        if key in ("cell", "experiment"):
+            found[key] = value
+    if "cell" in found:
+        return found["cell"]
+    name = found.get("experiment")
+    return name if name is not None and name in manifests() else None
 
 
 def explain(cfg: DictConfig, cell: str | None) -> tuple[str, int]:
@@ -232,7 +245,8 @@ def explain(cfg: DictConfig, cell: str | None) -> tuple[str, int]:
     ]
     if entry is None:
         lines.append(
-            "no official manifest for this config (only paper cells, +cell=<name>, have one); "
+            "no official manifest for this config (paper cells, +cell=<name>, and the presets "
+            "listed in conf/manifest have one); "
             "its effective settings:"
         )
         for name, extract in EXTRACT.items():

@@ -32,12 +32,14 @@ CELLS = sorted(p.stem for p in (CONF_DIR / "cell").glob("*.yaml"))
 
 
 def test_every_cell_has_a_manifest_entry_and_every_entry_a_cell() -> None:
-    assert sorted(manifests()) == CELLS
+    assert sorted(n for n, e in manifests().items() if e["kind"] == "cell") == CELLS
+    presets = [n for n, e in manifests().items() if e["kind"] == "experiment"]
+    assert presets and all((CONF_DIR / "experiment" / f"{n}.yaml").exists() for n in presets)
 
 
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", sorted(manifests()))
 def test_cell_builds_and_equals_its_manifest(cell: str) -> None:
-    cfg = compose([f"+cell={cell}"])
+    cfg = compose(entry_for(cell)["overrides"])
     OmegaConf.to_container(cfg, resolve=True)
     validate(cfg)
     entry = entry_for(cell)
@@ -107,6 +109,13 @@ def test_explain_prints_official_sources_and_exits_zero(capsys) -> None:
     out = capsys.readouterr().out
     assert "kibok90/imix@d40fabe (run.sh L35)" in out
     assert "predictor" in out and "run.sh L35 --pred" in out
+    assert out.rstrip().endswith("0 unexplained")
+
+
+def test_explain_finds_a_preset_by_its_experiment(capsys) -> None:
+    assert explain_main(["+experiment=mixco_simclr", "domain=tiny_imagenet"]) == 0
+    out = capsys.readouterr().out
+    assert "Lee-Gihun/MixCo-Mixup-Contrast@8374aac" in out and "lr_hold_epochs" in out
     assert out.rstrip().endswith("0 unexplained")
 
 
