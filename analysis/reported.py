@@ -54,14 +54,18 @@ BACKBONES: dict[str, str | None] = {
     "mlp5": "mlp5",  # i-Mix's mlp_5layer (CovType, HIGGS)
     "alexnet": "alexnet",
     # CMC's 2xResNet-50-half: one half-width ResNet-50 per view (L / ab). The cmc method builds
-    # one encoder per view from the backbone config, so its runs record backbone=resnet50.
-    "2xresnet50half": "resnet50",
+    # one encoder per view from the backbone config (resnet50_imagenet_half).
+    "2xresnet50half": "resnet50_imagenet_half",
     "resnet50x2": None,  # 2x-wide ResNet-50: no backbone config
 }
 BACKBONE_NOTES = {
-    "2xresnet50half": "2xresnet50half -> backbone=resnet50 under method=cmc (one encoder per view)",
+    "2xresnet50half": "2xresnet50half -> backbone=resnet50_imagenet_half under method=cmc "
+    "(one encoder per view)",
     "resnet50x2": "no 2x-wide ResNet-50 backbone config",
 }
+# Datasets whose ResNets have the ImageNet stem (7x7 conv + max-pool): a reported ``resnetNN``
+# runs as the ``resnetNN_imagenet`` backbone config there.
+IMAGENET_STEM_DATASETS = ("imagenet", "imagenet100")
 # Reported methods without a method config.
 METHODS_WITHOUT_CONFIG = {"pirl": "PIRL has no method config"}
 EVALS = {"linear": "linear_top1", "pinv": "linear_top1", "knn": "knn_top1"}
@@ -260,6 +264,8 @@ def cell_of_row(r: dict[str, str]) -> Cell:
     method, mix, ev = r["method"], r["mix"], r["eval"]
     why: list[str] = []
     bb = BACKBONES.get(r["backbone"], r["backbone"])
+    if dom in IMAGENET_STEM_DATASETS and bb in ("resnet18", "resnet34", "resnet50"):
+        bb = f"{bb}_imagenet"
     if bb is None:
         why.append(BACKBONE_NOTES.get(r["backbone"], f"no backbone config for {r['backbone']}"))
     if method in METHODS_WITHOUT_CONFIG:

@@ -133,4 +133,6 @@ def job_settings(job: list[str], conf_dir: Path = CONF_DIR) -> dict[str, object]
         for k in SETTINGS:
             if k in layer:
                 out[k] = layer[k]
+            elif k == "method.model.queue_size" and "method.model.num_negatives" in layer:
+                out[k] = layer["method.model.num_negatives"]  # a memory bank's negatives
     return out

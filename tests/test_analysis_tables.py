@@ -127,7 +127,7 @@ def test_tolerance_applies_where_no_std_is_printed(tmp_path: Path) -> None:
         [
             {
                 "domain": "imagenet",
-                "backbone": "resnet50",
+                "backbone": "resnet50_imagenet",
                 "batch_size": 256,
                 "method": "moco",
                 "mix": "none",
@@ -192,7 +192,7 @@ def test_knn_and_symmetric_variants(tmp_path: Path) -> None:
 def test_cmc_negatives_and_mapping(tmp_path: Path) -> None:
     base = {
         "domain": "imagenet",
-        "backbone": "resnet50",
+        "backbone": "resnet50_imagenet",
         "batch_size": 128,
         "epochs": 200,
         "mix": "none",
@@ -225,7 +225,7 @@ def test_cmc_negatives_and_mapping(tmp_path: Path) -> None:
         if c.paper == "cmc"
     }
     half = cells[("repo:README ImageNet-100", "2xresnet50half", "cmc")]
-    assert half.backbone == "resnet50" and half.runnable
+    assert half.backbone == "resnet50_imagenet_half" and half.runnable
     assert not cells[("paper (table id unknown)", "resnet50x2", "cmc")].runnable
     assert "epochs" in (cells[("paper (table id unknown)", "resnet50", "cmc")].why_not or "")
 
