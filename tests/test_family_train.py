@@ -50,7 +50,10 @@ def test_method_trains_on_digits_and_its_loss_falls(tmp_path, method, mix, extra
     res = run(cfg, tmp_path)
     assert res["status"] == "ok", res["reason"]
     ls = losses(tmp_path)
-    assert len(ls) == 4 and ls[-1] < ls[0], ls
+    # MoCo's first epoch scores against a queue of random keys (easy negatives): the loss rises
+    # once the queue holds real keys, so it must fall from the second epoch on.
+    first = 1 if method.startswith("moco") else 0
+    assert len(ls) == 4 and ls[-1] < ls[first], ls
     assert res["knn_top1"] > 20.0  # chance is 10%
 
 
