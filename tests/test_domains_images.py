@@ -453,3 +453,23 @@ def test_insdis_trains_on_the_reference_pipeline(tmp_path: Path):
         device=CPU,
     )
     assert out.epochs_done == 1 and out.final_loss is not None and np.isfinite(out.final_loss)
+
+
+def test_imagenet_class_ratio_is_imix_seeded_subset(tmp_path: Path):
+    import random
+
+    wnids = [f"n{1440764 + 7 * i:08d}" for i in range(20)]
+    write_folder(tmp_path / "in", wnids, per_class=1)
+    # the official draw: Python's random seeded with -1, a sample of round(20 x 0.1) of the
+    # sorted names, sorted (kibok90/imix folder.py L136-141)
+    state = random.getstate()
+    random.seed(-1)
+    expected = sorted(random.sample(sorted(wnids), 2))
+    random.setstate(state)
+    assert I.imix_class_subset(wnids, 0.1) == expected
+    assert I.imix_class_subset(wnids, 1.0) == sorted(wnids)
+    d = I.imagenet(str(tmp_path / "in"), size=32, resize=36, workers=0, class_ratio=0.1)
+    assert d.num_pretrain == 2 and all(any(w in p for w in expected) for p in d.pretrain.paths)
+    assert d.num_classes == 20 and len(d.train) == 20  # evaluation keeps every class
+    with pytest.raises(ValueError, match="class_ratio"):
+        I.imix_class_subset(wnids, 0.0)

@@ -490,6 +490,17 @@ def read_class_list(path: str | Path) -> list[str]:
     return wnids
 
 
+def imix_class_subset(classes: Sequence[str], ratio: float) -> list[str]:
+    """i-Mix's ``--class-ratio`` (kibok90/imix ``folder.py`` L136-141): ``round(n x ratio)`` of
+    the sorted class names drawn by Python's ``random.sample`` seeded with -1, then sorted."""
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"class_ratio must be in (0, 1]; got {ratio}")
+    ordered = sorted(classes)
+    if ratio == 1.0:
+        return ordered
+    return sorted(random.Random(-1).sample(ordered, round(len(ordered) * ratio)))
+
+
 def image_folder(
     split_dir: Path, classes: Sequence[str] | None, how: str
 ) -> tuple[FileSource, int]:
@@ -536,13 +547,17 @@ def imagenet(
     pipeline: str = "reference",
     workers: int = 8,
     name: str = "imagenet",
+    class_ratio: float = 1.0,
 ) -> LoaderDomain:
     """ImageNet in ImageFolder layout, streamed by DataLoader workers with the MoCo v2 pipeline.
 
     ``pipeline``: ``reference`` runs all of it on PIL images in the workers; ``device`` has the
     workers decode and RandomResizedCrop only (uint8 crops, pinned), and runs colour jitter,
     grayscale, blur and flip batched on the training device.
-    ``class_list``: a file of WordNet ids selecting a subset (``imagenet100``: the CMC list)."""
+    ``class_list``: a file of WordNet ids selecting a subset (``imagenet100``: the CMC list).
+    ``class_ratio`` < 1: pre-training sees only i-Mix's seeded class subset (``--class-ratio``,
+    ``imix_class_subset``); the evaluation splits keep every class, as the official linear
+    evaluation (``--eval-class-ratio`` 1, ``main_pretext.py`` L140, L865-872)."""
     check_pipeline(pipeline, PIPELINES, name)
     root = root_path(root, name)
     how = (
@@ -556,6 +571,10 @@ def imagenet(
         raise CorruptDataError(
             f"{root}: train/ has {num_classes} class folders but val/ has {test_classes}"
         )
+    pretrain = None
+    if class_ratio != 1.0:
+        found = classes or sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
+        pretrain, _ = image_folder(root / "train", imix_class_subset(found, class_ratio), how)
     hybrid: dict = {}
     if pipeline == "device":
         crop, rest = crop_then_device_ops(size, blur)
@@ -571,6 +590,7 @@ def imagenet(
         num_classes=num_classes,
         train=train,
         test=test,
+        pretrain=pretrain,
         train_transform=train_transform,
         eval_transform=reference_eval(IMAGENET_MEAN, IMAGENET_STD, size=size, resize=resize),
         workers=workers,
