@@ -385,7 +385,19 @@ def build_model(device: torch.device) -> torch.nn.Module:
     """ResNet-18 (CIFAR stem) N-pair + i-Mix mixup, as ``method=npair mix=imixup backbone=resnet18``."""
     backbone = resnet([3, 32, 32], "resnet18", stem="cifar")
     mix = MixStrategy(name="imixup", family="imix", fn=imixup)
-    return npair(backbone, mix, dim=128, head="mlpbn", temperature=0.2).to(device)
+    model = npair(
+        backbone,
+        mix,
+        dim=128,
+        head="mlpbn",
+        hidden_dim=None,
+        temperature=0.2,
+        symmetric=False,
+        gather="local",
+        mix_temperature=0.2,
+        mix_weight=1.0,
+    )  # conf/method/npair.yaml with the CIFAR temperature
+    return model.to(device)
 
 
 @dataclass
