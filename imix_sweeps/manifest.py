@@ -7,7 +7,7 @@ trainable parameters per module (count, tensors, sha1 of the sorted shapes) re-d
 official model code by ``imix_sweeps.official_nets``.
 
 ``compare`` lines a composed config (and its built model) up against a cell's entry;
-``explain`` renders that for ``imix-sweeps --explain +cell=<name>``.
+``explain`` renders that for ``imix-sweeps --explain +cell=<name>`` (``run.explain_main``).
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ EXTRACT: dict[str, Callable[[DictConfig], Any]] = {
     "mix_weight": _select("method.model.mix_weight"),
     "mix": _select("mix.name"),
     "alpha": _select("mix.alpha"),
+    "mix_prob": _select("mix.fn.prob"),
     "input_drop": _select("domain.data.drop"),
 }
 
@@ -277,18 +278,3 @@ def explain(cfg: DictConfig, cell: str | None) -> tuple[str, int]:
         f"{sum(r.status == 'documented' for r in rows)} documented only, {bad} unexplained"
     )
     return "\n".join(lines) + "\n", bad
-
-
-def explain_main(overrides: list[str]) -> int:
-    """``imix-sweeps --explain [overrides]``: print what the config will run, with the official
-    value and source of each setting of a paper cell; nothing is trained. Returns 0."""
-    from hydra import compose, initialize_config_dir
-
-    from imix_sweeps.config import validate
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    validate(cfg)
-    text, _ = explain(cfg, cell_of(overrides))
-    print(text, end="")
-    return 0

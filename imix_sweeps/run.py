@@ -311,12 +311,25 @@ def app(cfg: DictConfig) -> dict[str, Any]:
     return run(cfg, run_dir, log_path=_hydra_log_path())
 
 
-def main() -> None:
-    """The console script. ``--explain``: print the effective settings of the composed config
-    (for a paper cell with each official value and its source) and exit without training."""
-    if "--explain" in sys.argv[1:]:
-        from imix_sweeps.manifest import explain_main
+def explain_main(overrides: list[str]) -> int:
+    """``imix-sweeps --explain [overrides]``: print what the composed config will run, for a
+    paper cell with the official value and source of each setting (``imix_sweeps.manifest``);
+    nothing is trained. Returns the exit status, 0."""
+    from hydra import compose, initialize_config_dir
 
+    from imix_sweeps.manifest import cell_of, explain
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    validate(cfg)
+    text, _ = explain(cfg, cell_of(overrides))
+    print(text, end="")
+    return 0
+
+
+def main() -> None:
+    """The console script; ``--explain`` prints the settings instead of running them."""
+    if "--explain" in sys.argv[1:]:
         raise SystemExit(explain_main([a for a in sys.argv[1:] if a != "--explain"]))
     app()
 

@@ -22,10 +22,10 @@ from imix_sweeps.manifest import (
     build_model,
     compare,
     entry_for,
-    explain_main,
     manifests,
     network_summary,
 )
+from imix_sweeps.run import explain_main
 from tests.conftest import compose
 
 CELLS = sorted(p.stem for p in (CONF_DIR / "cell").glob("*.yaml"))
