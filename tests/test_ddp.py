@@ -2,7 +2,8 @@
 
 The DDP step of N-pair + i-Mix and MoCo + i-Mix must equal one process on the same global
 batch: same loss (mean over ranks) and same gradients, with i-Mix's partners drawn within each
-rank's batch and labels offset by rank x B. The models here have no batch statistics (a
+rank's batch and labels offset by rank x B. N-pair in its official form (``gather: local``) is
+the mean of each rank's own B-way loss; ``gather: global`` scores against every rank's keys. The models here have no batch statistics (a
 Linear-ReLU backbone and a Linear-ReLU-Linear head): per-rank BatchNorm would normalise each
 half of the batch differently from one process over the whole batch, so BN is left out of the
 equality tests on purpose. Shuffle BN is checked on its own, with a BatchNorm key encoder,
