@@ -77,9 +77,24 @@ def test_splits_classes_and_silence(root: Path):
     assert sorted(d.train.labels) == sorted([2, 2, 3, 3, 11, 11, 0, 0, 0, 0, 1])
     assert d.train.paths[-1] is None and d.train.labels[-1] == S.CLASSES.index("silence")
     tr, va, te = S.speech_splits(root, silence_fraction=0.5)
-    assert len(va) == 5 + 2 and len(te) == 5 + 2 and len(tr) == 10 + 5
+    assert len(va) == 5 and len(te) == 5 and len(tr) == 10 + 5  # evaluation: no silence
+    assert None not in te.paths and S.CLASSES.index("silence") not in te.labels
+    _, _, te2 = S.speech_splits(root, silence_fraction=0.5, test_silence_fraction=0.4)
+    assert len(te2) == 5 + 2
     assert not set(tr.paths) & set(te.paths) - {None}
     assert all("nohash" in p for p in te.paths if p)
+
+
+@pytest.mark.parametrize("pipeline", ["reference", "device"])
+def test_test_split_has_no_silence_clips(root: Path, pipeline: str):
+    """Official evaluation: SpeechCommandsDataset(valdir, ..., silence_percentage=0)
+    (main_lincls.py L443); the training split keeps its 10%."""
+    d = S.speech_commands(str(root), pipeline=pipeline, workers=0, silence_fraction=0.5)
+    sil = S.CLASSES.index("silence")
+    test_y = d.test.labels if pipeline == "reference" else d.test_y.tolist()
+    train_y = d.train.labels if pipeline == "reference" else d.train_y.tolist()
+    assert len(test_y) == 5 and sil not in test_y
+    assert list(train_y).count(sil) == 5
 
 
 def test_eval_features_match_librosa_and_are_deterministic(root: Path):
