@@ -77,9 +77,11 @@ class OptimConf:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     warmup_epochs: float | None = None  # null: official rule (10 if epochs > 500 else 5)
-    schedule: str = "cosine"
+    schedule: str = "cosine_epoch"  # cosine_epoch | cosine | step (imix_sweeps.train.lr_at)
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.1
+    final_lr: float = 0.0  # cosine (per step): the lr it ends at
+    hold_epochs: int = 0  # cosine_epoch: epochs at the full lr before the cosine
 
 
 @dataclass

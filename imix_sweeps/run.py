@@ -89,6 +89,8 @@ def spec_of(cfg: DictConfig) -> TrainSpec:
         schedule=o.schedule,
         milestones=list(o.milestones),
         gamma=o.gamma,
+        final_lr=o.final_lr,
+        hold_epochs=o.hold_epochs,
         seed=cfg.seed,
         amp=t.amp,
         channels_last=t.channels_last,
