@@ -88,10 +88,16 @@ class OptimConf:
 class EvalConf:
     name: str = "default"
     linear: bool = True
-    linear_method: str = "lbfgs"  # lbfgs | sgd | pinv
+    linear_method: str = "lbfgs"  # lbfgs | sgd | pinv | official_sgd
     linear_epochs: int = 100
     linear_lr: float = 1.0
     linear_weight_decay: float = 0.0
+    # official_sgd only (eval=official): the lr grid, its decay, batch and fc init
+    linear_lrs: list[float] = field(default_factory=list)
+    linear_milestones: list[int] = field(default_factory=list)
+    linear_gamma: float | None = None
+    linear_batch_size: int | None = None
+    linear_init_std: float | None = None
     knn: bool = True
     knn_k: int = 200
     knn_temperature: float = 0.1

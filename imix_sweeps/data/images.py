@@ -117,6 +117,38 @@ def reference_augment(
     return T.Compose(ts)
 
 
+def linear_crop_padding(size: int) -> int:
+    """Padding of the official linear evaluation's RandomCrop: 4 at 32 px (imix main_lincls.py
+    L362-366, the only small-image case there), the same eighth of the side at other sizes."""
+    return max(size // 8, 1)
+
+
+def device_linear_augment(size: int) -> Callable[[Tensor, torch.Generator], Tensor]:
+    """The official linear evaluation's training augmentation for small images, batched:
+    RandomCrop(size, padding) with zero padding, then a horizontal flip."""
+    pad = linear_crop_padding(size)
+
+    def augment(x: Tensor, g: torch.Generator) -> Tensor:
+        x = A.random_crop_padded(x, size, pad, generator=g)
+        return A.random_hflip(x, generator=g)
+
+    return augment
+
+
+def reference_linear(size: int, mean: Sequence[float], std: Sequence[float], resize: bool = False):
+    """The same on PIL images (torchvision), ``resize``: to ``size`` first (resized domains)."""
+    import torchvision.transforms as T
+
+    ts = [T.Resize((size, size))] if resize else []
+    ts += [
+        T.RandomCrop(size, padding=linear_crop_padding(size)),
+        T.RandomHorizontalFlip(),
+        T.ToTensor(),
+        T.Normalize(mean, std),
+    ]
+    return T.Compose(ts)
+
+
 def reference_eval(
     mean: Sequence[float], std: Sequence[float], size: int | None = None, resize: int | None = None
 ):
@@ -170,6 +202,9 @@ def image_domain(
             eval_transform=reference_eval(mean, std, size=size if size != native else None),
             workers=workers,
             input_stats=(list(mean), list(std)),
+            linear_transform=torchvision_seeded(
+                reference_linear(size, mean, std, resize=size != native)
+            ),
         )
 
     def nchw(a: np.ndarray) -> Tensor:
@@ -193,6 +228,7 @@ def image_domain(
         normalize=A.Normalize(mean, std),
         eval_transform=eval_transform,
         input_stats=(list(mean), list(std)),
+        linear_augment=device_linear_augment(size),
     )
 
 
@@ -527,6 +563,17 @@ def crop_then_device_ops(size: int, blur: bool, scale: Sequence[float] = (0.2, 1
     return crop, rest
 
 
+def imagenet_linear(size: int = 224):
+    """The official ImageNet linear evaluation's training transform (imix main_lincls.py
+    L349-356): RandomResizedCrop(size) (scale 0.08-1), flip, normalisation."""
+    import torchvision.transforms as T
+
+    return T.Compose([
+        T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ToTensor(),
+        T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+    ])  # fmt: skip
+
+
 def imagenet(
     root: str,
     class_list: str | None = None,
@@ -575,6 +622,7 @@ def imagenet(
         eval_transform=reference_eval(IMAGENET_MEAN, IMAGENET_STD, size=size, resize=resize),
         workers=workers,
         input_stats=(list(IMAGENET_MEAN), list(IMAGENET_STD)),
+        linear_transform=torchvision_seeded(imagenet_linear(size)),
         **hybrid,
     )
 
