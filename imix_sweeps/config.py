@@ -62,6 +62,26 @@ class DomainConf:
 
 
 @dataclass
+class AugmentConf:
+    """The pre-training augmentation. ``null`` entries keep the domain's own setting (its crop
+    size, crop scale and blur, the MoCo v2 colour ops); image options apply to image domains
+    whose builders take ``augment`` (``imix_sweeps.data.images``)."""
+
+    name: str = MISSING
+    modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
+    enabled: bool = True  # false: no augmentation, the views are the evaluation inputs (--no-aug)
+    size: int | None = None  # crop output size
+    crop_scale: list[float] | None = None  # RandomResizedCrop scale
+    jitter: list[float] | None = (
+        None  # ColorJitter [brightness, contrast, saturation, hue]; []: none
+    )
+    p_jitter: float | None = None  # probability of the jitter
+    p_gray: float | None = None  # RandomGrayscale probability
+    gray_first: bool | None = None  # grayscale before the jitter (CMC repository order)
+    blur: bool | None = None  # Gaussian blur, sigma 0.1-2, p 0.5
+
+
+@dataclass
 class BackboneConf:
     name: str = MISSING
     modalities: list[str] = field(default_factory=lambda: ["image"])
@@ -130,6 +150,7 @@ class Config:
     mix: MixConf = MISSING
     domain: DomainConf = MISSING
     backbone: BackboneConf = MISSING
+    augment: AugmentConf = MISSING
     optim: OptimConf = MISSING
     eval: EvalConf = MISSING
     train: TrainConf = field(default_factory=TrainConf)
@@ -202,6 +223,13 @@ def validate(cfg: DictConfig) -> None:
             f"method={meth.name} needs {'/'.join(meth.modalities)} data, but domain={dom.name} is {modality}; "
             f"methods for {modality}: {_allowed('method', lambda o: modality in o.get('modalities', list(MODALITIES)))}"
         )
+    aug = cfg.get("augment")
+    if aug is not None and modality not in aug.modalities:
+        errors.append(
+            f"augment={aug.name} applies to {'/'.join(aug.modalities)} data, but domain={dom.name} is "
+            f"{modality}; augment options for {modality}: "
+            f"{_allowed('augment', lambda o: modality in o.get('modalities', list(MODALITIES)))}"
+        )
     if cfg.train.batch_size < 2:
         errors.append(
             f"train.batch_size={cfg.train.batch_size}: contrastive learning needs at least 2 samples"
@@ -255,8 +283,27 @@ def config_hash(cfg: DictConfig, *, include_seed: bool = True) -> str:
 
 
 # ----------------------------------------------------------------------------- building
+AUGMENT_OPTIONS = ("size", "crop_scale", "jitter", "p_jitter", "p_gray", "gray_first", "blur")
+
+
 def build_domain(cfg: DictConfig):
-    return instantiate(cfg.domain.data, _convert_="all")
+    """The domain of ``cfg.domain.data``; the non-null options of ``cfg.augment`` are passed to
+    its builder as ``augment=``, and ``augment.enabled: false`` turns augmentation off."""
+    aug = cfg.get("augment")
+    opts = {} if aug is None else {k: aug[k] for k in AUGMENT_OPTIONS if aug.get(k) is not None}
+    extra = {"augment": OmegaConf.to_container(OmegaConf.create(opts))} if opts else {}
+    try:
+        domain = instantiate(cfg.domain.data, _convert_="all", **extra)
+    except Exception as e:
+        if extra and "augment" in str(e):
+            raise ConfigError(
+                f"domain={cfg.domain.name} does not take augment={aug.name}'s options "
+                f"({', '.join(opts)}); its builder has its own augmentation ({e})"
+            ) from e
+        raise
+    if aug is not None and not aug.enabled:
+        domain = domain.without_augmentation()
+    return domain
 
 
 def build_mix(cfg: DictConfig) -> MixStrategy:

@@ -11,7 +11,7 @@ import hashlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 from typing import TypeVar
@@ -165,6 +165,12 @@ class InMemoryDomain:
             return (x1, x2, idx) if with_index else (x1, x2)
 
         yield from run_ahead(batch, range(start_step, steps), prefetch)
+
+    def without_augmentation(self) -> InMemoryDomain:
+        """This domain with pre-training views that are the evaluation inputs themselves (the
+        official ``--no-aug``: both views of a sample are the same, un-augmented input)."""
+        ev = self.eval_transform
+        return replace(self, augment=lambda x, g: ev(x), _cache={})
 
     def two_views(self, x: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
         """Two independently augmented, normalised views of the raw batch ``x``: one ``augment``

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -256,6 +256,17 @@ class LoaderDomain:
                 yield x1, x2, idx.to(device, non_blocking=True)
             else:
                 yield x1, x2
+
+    def without_augmentation(self) -> LoaderDomain:
+        """This domain with pre-training views that are the evaluation inputs themselves (the
+        official ``--no-aug``); the hybrid device stage is dropped (``eval_transform``
+        normalises)."""
+        return replace(
+            self,
+            train_transform=_Unseeded(self.eval_transform),
+            device_augment=None,
+            normalize=None,
+        )
 
     def linear_batches(
         self, epoch: int, batch_size: int, *, seed: int, device: torch.device
