@@ -126,6 +126,7 @@ def simclr(
     temperature: float = 0.5,
     mix_temperature: float = 0.5,
     mix_weight: float = 1.0,
+    separate_passes: bool = False,
 ) -> SimCLR:
     return SimCLR(
         backbone,
@@ -134,6 +135,7 @@ def simclr(
         temperature,
         mix_temperature,
         mix_weight,
+        separate_passes=separate_passes,
     )
 
 
