@@ -215,3 +215,14 @@ def test_device_pipeline_cache_rebuilt_when_corrupt(root: Path, monkeypatch):
     assert torch.equal(S.speech_commands(str(root)).train_x, first.train_x) and not calls
     cache.write_bytes(cache.read_bytes()[:200])
     assert torch.equal(S.speech_commands(str(root)).train_x, first.train_x) and calls
+
+
+@pytest.mark.parametrize("pipeline", ["device", "reference"])
+def test_without_augmentation_views_are_the_evaluation_features(root: Path, pipeline: str):
+    """i-Mix --no-aug for speech (main_pretext.py L420-426): load, fix the length, 32-band mel."""
+    d = S.speech_commands(str(root), pipeline=pipeline, workers=0).without_augmentation()
+    x1, x2 = next(iter(d.pretrain_batches(0, 4, seed=0, device=CPU)))
+    order = d.epoch_order(0, 0)[:4]
+    plain = torch.cat([x for x, _ in d.eval_batches("train", 16, device=CPU)])
+    assert torch.equal(x1, x2)
+    torch.testing.assert_close(x1, plain[order])
