@@ -117,6 +117,7 @@ class EvalConf:
     linear_milestones: list[int] = field(default_factory=list)
     linear_gamma: float | None = None
     linear_batch_size: int | None = None
+    linear_lr_batch: int | None = None  # the batch the lrs are scaled by (null: linear_batch_size)
     linear_init_std: float | None = None
     knn: bool = True
     knn_k: int = 200

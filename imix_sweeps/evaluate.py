@@ -222,11 +222,14 @@ class OfficialLinearConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     init_std: float = 0.01
+    lr_batch: int | None = None  # the batch the lrs are scaled by; None: batch_size
 
 
 def official_lr(cfg: OfficialLinearConfig, lr: float, epoch: int) -> float:
-    """The lr of ``epoch`` (0-based) for grid value ``lr``: scaled by batch / 256, then decayed."""
-    scaled = lr * cfg.batch_size / 256
+    """The lr of ``epoch`` (0-based) for grid value ``lr``: scaled by batch / 256, then decayed.
+    The official tabular loaders take 512 rows a batch while the lr is scaled by the ``-b``
+    argument (256), hence ``lr_batch``."""
+    scaled = lr * (cfg.lr_batch or cfg.batch_size) / 256
     return scaled * cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
 
 

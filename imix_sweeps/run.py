@@ -172,6 +172,7 @@ def official_linear_top1(
         batch_size=e.linear_batch_size,
         weight_decay=e.linear_weight_decay,
         init_std=e.linear_init_std,
+        lr_batch=e.linear_lr_batch,
     )
     by_lr = official_linear(
         backbone,

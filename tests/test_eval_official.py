@@ -38,6 +38,8 @@ def test_lr_grid_scaling_and_milestones():
     want = {0: 20.0, 79: 20.0, 80: 4.0, 89: 4.0, 90: 0.8, 94: 0.8, 95: 0.16, 99: 0.16}
     for epoch, lr in want.items():
         assert official_lr(big, 10.0, epoch) == pytest.approx(lr)
+    tab = OfficialLinearConfig(batch_size=512, lr_batch=256)  # tabular: loader 512, -b 256
+    assert official_lr(tab, 10.0, 0) == 10.0
     imnet = OfficialLinearConfig(lrs=(30.0,), milestones=(60, 80), gamma=0.1)
     assert [official_lr(imnet, 30.0, e) for e in (59, 60, 80)] == pytest.approx([30.0, 3.0, 0.3])
 
