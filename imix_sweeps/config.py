@@ -119,6 +119,8 @@ class EvalConf:
     linear_batch_size: int | None = None
     linear_lr_batch: int | None = None  # the batch the lrs are scaled by (null: linear_batch_size)
     linear_init_std: float | None = None
+    linear_crop: str | None = None  # padded | resized: replaces the domain's (null: the domain's)
+    linear_report: str = "last"  # last | best_epoch (top-1 of each lr's run)
     knn: bool = True
     knn_k: int = 200
     knn_temperature: float = 0.1

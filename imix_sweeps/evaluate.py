@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from imix_sweeps.data.base import step_generator
+from imix_sweeps import augment as A
+from imix_sweeps.data.base import InMemoryDomain, step_generator
 
 
 @torch.no_grad()
@@ -223,6 +224,7 @@ class OfficialLinearConfig:
     weight_decay: float = 0.0
     init_std: float = 0.01
     lr_batch: int | None = None  # the batch the lrs are scaled by; None: batch_size
+    report: str = "last"  # last (i-Mix's log.txt) | best_epoch (MixCo's best_acc1)
 
 
 def official_lr(cfg: OfficialLinearConfig, lr: float, epoch: int) -> float:
@@ -254,17 +256,21 @@ def official_linear(
     seed: int = 0,
     amp_dtype: torch.dtype | None = None,
 ) -> dict[float, float]:
-    """Top-1 (%) on ``(test_f, test_y)`` after the last epoch, for each lr of ``cfg.lrs``.
+    """Top-1 (%) on ``(test_f, test_y)`` for each lr of ``cfg.lrs``: after the last epoch
+    (``report="last"``), or the best over the epochs (``"best_epoch"``).
 
     ``train_batches(epoch)`` yields the epoch's shuffled, augmented training batches ``(x, y)``
     (the official loaders drop the last partial batch). Every epoch the frozen ``backbone``
     (eval mode) computes raw features of those batches, and the classifiers of all lrs take one
     SGD step on each: the runs differ only in lr (the official code runs them one after the
     other, each with its own augmentation draws)."""
+    if cfg.report not in ("last", "best_epoch"):
+        raise ValueError(f"unknown report {cfg.report!r}; allowed: last, best_epoch")
     was_training = backbone.training
     backbone.eval()
     device = test_f.device
     g = torch.Generator().manual_seed(seed)
+    best = [0.0] * len(cfg.lrs)
     heads = [
         init_official_fc(test_f.shape[1], num_classes, cfg.init_std, g).to(device) for _ in cfg.lrs
     ]
@@ -291,15 +297,57 @@ def official_linear(
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
+        if cfg.report == "best_epoch":
+            best = [max(b, accuracy(h, test_f, test_y)) for b, h in zip(best, heads)]
     backbone.train(was_training)
+    if cfg.report == "best_epoch":
+        return {float(lr): b for b, lr in zip(best, cfg.lrs)}
     return {float(lr): accuracy(h, test_f, test_y) for h, lr in zip(heads, cfg.lrs)}
 
 
+LINEAR_CROPS = ("padded", "resized")
+
+
+def linear_crop_augment(kind: str) -> Callable[[Tensor, torch.Generator], Tensor]:
+    """A linear-evaluation training augmentation for ``[B, C, S, S]`` images in [0, 1], then a
+    horizontal flip: ``padded``, RandomCrop(S, padding S/8) (i-Mix CIFAR: 32, 4); ``resized``,
+    RandomResizedCrop(S) with torchvision's scale 0.08-1 (ImageNet; MixCo's ``lincls.py``
+    through ``data_loader.py`` L56-59)."""
+    if kind not in LINEAR_CROPS:
+        raise ValueError(f"unknown linear_crop {kind!r}; allowed: {', '.join(LINEAR_CROPS)}")
+
+    def augment(x: Tensor, g: torch.Generator) -> Tensor:
+        size = x.shape[-1]
+        if kind == "padded":
+            x = A.random_crop_padded(x, size, max(size // 8, 1), generator=g)
+            return A.random_hflip(x, generator=g)
+        flip = torch.rand(x.shape[0], generator=g) < 0.5
+        return A.random_resized_crop(x, size, scale=(0.08, 1.0), generator=g, hflip=flip)
+
+    return augment
+
+
 def shuffled_batches(
-    domain, epoch: int, batch_size: int, *, seed: int, device: torch.device
+    domain,
+    epoch: int,
+    batch_size: int,
+    *,
+    seed: int,
+    device: torch.device,
+    crop: str | None = None,
 ) -> Iterable[tuple[Tensor, Tensor]]:
     """The epoch's linear-evaluation training batches: the domain's own (augmented) ones when it
-    has them (``linear_batches``), else its un-augmented training split in a seeded order."""
+    has them (``linear_batches``), else its un-augmented training split in a seeded order.
+    ``crop`` (``LINEAR_CROPS``): replaces the domain's augmentation (in-memory domains)."""
+    if crop is not None:
+        if not isinstance(domain, InMemoryDomain) or domain.modality != "image":
+            raise ValueError(
+                f"eval.linear_crop={crop} needs an in-memory image domain; {domain.name} streams "
+                "its own linear-evaluation transform (set eval.linear_crop=null)"
+            )
+        return domain.linear_batches(
+            epoch, batch_size, seed=seed, device=device, augment=linear_crop_augment(crop)
+        )
     if hasattr(domain, "linear_batches"):
         return domain.linear_batches(epoch, batch_size, seed=seed, device=device)
     xs, ys = zip(*domain.eval_batches("train", batch_size, device=device))

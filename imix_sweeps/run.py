@@ -173,11 +173,12 @@ def official_linear_top1(
         weight_decay=e.linear_weight_decay,
         init_std=e.linear_init_std,
         lr_batch=e.linear_lr_batch,
+        report=e.linear_report,
     )
     by_lr = official_linear(
         backbone,
         lambda epoch: shuffled_batches(
-            domain, epoch, ocfg.batch_size, seed=cfg.seed, device=device
+            domain, epoch, ocfg.batch_size, seed=cfg.seed, device=device, crop=e.linear_crop
         ),
         test_f,
         test_y,

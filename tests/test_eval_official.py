@@ -12,8 +12,10 @@ from imix_sweeps.data.images import image_domain
 from imix_sweeps.evaluate import (
     OfficialLinearConfig,
     init_official_fc,
+    linear_crop_augment,
     official_linear,
     official_lr,
+    shuffled_batches,
 )
 from imix_sweeps.run import run
 from tests.conftest import compose
@@ -147,3 +149,40 @@ def test_reference_pipeline_linear_batches_use_the_official_torchvision_transfor
     assert len(a) == 2 and a[0][0].shape == (8, 3, 32, 32)  # full batches only
     assert all(torch.equal(p[0], q[0]) for p, q in zip(a, b))  # seeded
     assert not torch.equal(a[0][0], c[0][0])
+
+
+def test_best_epoch_report_is_at_least_the_last_epoch():
+    x, y = _blobs(seed=3)
+
+    def batches(epoch: int):
+        perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(epoch))
+        return [(x[perm[i : i + 16]], y[perm[i : i + 16]]) for i in range(0, len(y), 16)]
+
+    last = OfficialLinearConfig(lrs=(0.05, 70.0), epochs=4, milestones=(), batch_size=16)
+    best = OfficialLinearConfig(**{**last.__dict__, "report": "best_epoch"})
+    a = official_linear(nn.Identity(), batches, x, y, 2, last, seed=0)
+    b = official_linear(nn.Identity(), batches, x, y, 2, best, seed=0)
+    assert all(b[lr] >= a[lr] for lr in a)
+    with pytest.raises(ValueError, match="best_epoch"):
+        official_linear(nn.Identity(), batches, x, y, 2, OfficialLinearConfig(report="mean"))
+
+
+@pytest.mark.parametrize("crop", ["padded", "resized"])
+def test_linear_crop_replaces_the_domains_augmentation(crop):
+    d = _tiny_image_domain()
+    [(a, _)] = list(shuffled_batches(d, 0, 32, seed=0, device=CPU, crop=crop))
+    [(b, _)] = list(shuffled_batches(d, 1, 32, seed=0, device=CPU, crop=crop))
+    assert a.shape == (32, 3, 8, 8) and not torch.equal(a, b)
+    raw = d.test_x[:1].float() / 255.0
+    unnorm = a * 0.25 + 0.5
+    if crop == "resized":  # no zero padding: every pixel stays inside the image's value range
+        assert unnorm.min() >= raw.min() - 1e-4 and unnorm.max() <= raw.max() + 1e-4
+    with pytest.raises(ValueError, match="allowed"):
+        linear_crop_augment("center")
+
+
+def test_official_mixco_eval_option():
+    e = compose(["eval=official_mixco"]).eval
+    assert list(e.linear_lrs) == [3.0] and list(e.linear_milestones) == [60, 80]
+    assert e.linear_gamma == 0.1 and e.linear_crop == "resized"
+    assert e.linear_report == "best_epoch" and e.linear_init_std == 0.01

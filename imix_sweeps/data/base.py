@@ -179,18 +179,25 @@ class InMemoryDomain:
         return views[: len(x)], views[len(x) :]
 
     def linear_batches(
-        self, epoch: int, batch_size: int, *, seed: int, device: torch.device
+        self,
+        epoch: int,
+        batch_size: int,
+        *,
+        seed: int,
+        device: torch.device,
+        augment: AugmentFn | None = None,
     ) -> Iterator[tuple[Tensor, Tensor]]:
         """One epoch of the official linear evaluation's training batches ``(x, y)``: the
         labelled training split in a seeded order, full batches only, each augmented by
-        ``linear_augment`` with draws of ``(seed, epoch, step)``."""
+        ``augment`` (default ``linear_augment``) with draws of ``(seed, epoch, step)``."""
+        augment = augment or self.linear_augment
         xs, ys = self._on("train_x", device), self._on("train_y", device)
         order = torch.randperm(len(ys), generator=step_generator(seed, epoch, "linear")).to(device)
         for step in range(len(ys) // batch_size):
             idx = order[step * batch_size : (step + 1) * batch_size]
             x = self.eval_transform(self._to_float(xs[idx]))
-            if self.linear_augment is not None:
-                x = self.linear_augment(x, step_generator(seed, epoch, step, "linear-augment"))
+            if augment is not None:
+                x = augment(x, step_generator(seed, epoch, step, "linear-augment"))
             yield self.normalize(x), ys[idx]
 
     def eval_batches(
