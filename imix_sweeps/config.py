@@ -72,9 +72,8 @@ class AugmentConf:
     enabled: bool = True  # false: no augmentation, the views are the evaluation inputs (--no-aug)
     size: int | None = None  # crop output size
     crop_scale: list[float] | None = None  # RandomResizedCrop scale
-    jitter: list[float] | None = (
-        None  # ColorJitter [brightness, contrast, saturation, hue]; []: none
-    )
+    # ColorJitter [brightness, contrast, saturation, hue]; []: none
+    jitter: list[float] | None = None
     p_jitter: float | None = None  # probability of the jitter
     p_gray: float | None = None  # RandomGrayscale probability
     gray_first: bool | None = None  # grayscale before the jitter (CMC repository order)
