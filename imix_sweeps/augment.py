@@ -182,6 +182,24 @@ def random_hflip(x: Tensor, p: float = 0.5, *, generator: torch.Generator | None
     return torch.lerp(x, x.flip(-1), flip.to(x.dtype).view(-1, 1, 1, 1))  # 0/1 weight: a select
 
 
+def random_crop_padded(
+    x: Tensor, size: int, padding: int, *, generator: torch.Generator | None = None
+) -> Tensor:
+    """torchvision ``RandomCrop(size, padding)``: zero-pad each side by ``padding``, then cut a
+    ``size`` x ``size`` window at a uniform offset in ``0..H + 2 * padding - size`` (per sample)."""
+    b, _, h, w = x.shape
+    xp = F.pad(x, (padding, padding, padding, padding))
+    oy = torch.randint(0, h + 2 * padding - size + 1, (b,), generator=generator).to(x.device)
+    ox = torch.randint(0, w + 2 * padding - size + 1, (b,), generator=generator).to(x.device)
+    r = torch.arange(size, device=x.device)
+    rows, cols = (
+        (oy[:, None] + r)[:, :, None],
+        (ox[:, None] + r)[:, None, :],
+    )  # [B, s, 1], [B, 1, s]
+    out = xp[torch.arange(b, device=x.device)[:, None, None], :, rows, cols]  # [B, s, s, C]
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
 def _gray(x: Tensor) -> Tensor:
     if x.shape[1] == 1:
         return x

@@ -62,6 +62,25 @@ class DomainConf:
 
 
 @dataclass
+class AugmentConf:
+    """The pre-training augmentation. ``null`` entries keep the domain's own setting (its crop
+    size, crop scale and blur, the MoCo v2 colour ops); image options apply to image domains
+    whose builders take ``augment`` (``imix_sweeps.data.images``)."""
+
+    name: str = MISSING
+    modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
+    enabled: bool = True  # false: no augmentation, the views are the evaluation inputs (--no-aug)
+    size: int | None = None  # crop output size
+    crop_scale: list[float] | None = None  # RandomResizedCrop scale
+    # ColorJitter [brightness, contrast, saturation, hue]; []: none
+    jitter: list[float] | None = None
+    p_jitter: float | None = None  # probability of the jitter
+    p_gray: float | None = None  # RandomGrayscale probability
+    gray_first: bool | None = None  # grayscale before the jitter (CMC repository order)
+    blur: bool | None = None  # Gaussian blur, sigma 0.1-2, p 0.5
+
+
+@dataclass
 class BackboneConf:
     name: str = MISSING
     modalities: list[str] = field(default_factory=lambda: ["image"])
@@ -77,19 +96,30 @@ class OptimConf:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     warmup_epochs: float | None = None  # null: official rule (10 if epochs > 500 else 5)
-    schedule: str = "cosine"
+    schedule: str = "cosine_epoch"  # cosine_epoch | cosine | step (imix_sweeps.train.lr_at)
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.1
+    final_lr: float = 0.0  # cosine (per step): the lr it ends at
+    hold_epochs: int = 0  # cosine_epoch: epochs at the full lr before the cosine
 
 
 @dataclass
 class EvalConf:
     name: str = "default"
     linear: bool = True
-    linear_method: str = "lbfgs"  # lbfgs | sgd | pinv
+    linear_method: str = "lbfgs"  # lbfgs | sgd | pinv | official_sgd
     linear_epochs: int = 100
     linear_lr: float = 1.0
     linear_weight_decay: float = 0.0
+    # official_sgd only (eval=official): the lr grid, its decay, batch and fc init
+    linear_lrs: list[float] = field(default_factory=list)
+    linear_milestones: list[int] = field(default_factory=list)
+    linear_gamma: float | None = None
+    linear_batch_size: int | None = None
+    linear_lr_batch: int | None = None  # the batch the lrs are scaled by (null: linear_batch_size)
+    linear_init_std: float | None = None
+    linear_crop: str | None = None  # padded | resized: replaces the domain's (null: the domain's)
+    linear_report: str = "last"  # last | best_epoch (top-1 of each lr's run)
     knn: bool = True
     knn_k: int = 200
     knn_temperature: float = 0.1
@@ -122,6 +152,7 @@ class Config:
     mix: MixConf = MISSING
     domain: DomainConf = MISSING
     backbone: BackboneConf = MISSING
+    augment: AugmentConf = MISSING
     optim: OptimConf = MISSING
     eval: EvalConf = MISSING
     train: TrainConf = field(default_factory=TrainConf)
@@ -194,6 +225,13 @@ def validate(cfg: DictConfig) -> None:
             f"method={meth.name} needs {'/'.join(meth.modalities)} data, but domain={dom.name} is {modality}; "
             f"methods for {modality}: {_allowed('method', lambda o: modality in o.get('modalities', list(MODALITIES)))}"
         )
+    aug = cfg.get("augment")
+    if aug is not None and modality not in aug.modalities:
+        errors.append(
+            f"augment={aug.name} applies to {'/'.join(aug.modalities)} data, but domain={dom.name} is "
+            f"{modality}; augment options for {modality}: "
+            f"{_allowed('augment', lambda o: modality in o.get('modalities', list(MODALITIES)))}"
+        )
     if cfg.train.batch_size < 2:
         errors.append(
             f"train.batch_size={cfg.train.batch_size}: contrastive learning needs at least 2 samples"
@@ -247,8 +285,27 @@ def config_hash(cfg: DictConfig, *, include_seed: bool = True) -> str:
 
 
 # ----------------------------------------------------------------------------- building
+AUGMENT_OPTIONS = ("size", "crop_scale", "jitter", "p_jitter", "p_gray", "gray_first", "blur")
+
+
 def build_domain(cfg: DictConfig):
-    return instantiate(cfg.domain.data, _convert_="all")
+    """The domain of ``cfg.domain.data``; the non-null options of ``cfg.augment`` are passed to
+    its builder as ``augment=``, and ``augment.enabled: false`` turns augmentation off."""
+    aug = cfg.get("augment")
+    opts = {} if aug is None else {k: aug[k] for k in AUGMENT_OPTIONS if aug.get(k) is not None}
+    extra = {"augment": OmegaConf.to_container(OmegaConf.create(opts))} if opts else {}
+    try:
+        domain = instantiate(cfg.domain.data, _convert_="all", **extra)
+    except Exception as e:
+        if extra and "augment" in str(e):
+            raise ConfigError(
+                f"domain={cfg.domain.name} does not take augment={aug.name}'s options "
+                f"({', '.join(opts)}); its builder has its own augmentation ({e})"
+            ) from e
+        raise
+    if aug is not None and not aug.enabled:
+        domain = domain.without_augmentation()
+    return domain
 
 
 def build_mix(cfg: DictConfig) -> MixStrategy:

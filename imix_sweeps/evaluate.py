@@ -1,17 +1,23 @@
-"""Evaluation of frozen features: linear probe, few-label probe, closed-form head, kNN monitor.
+"""Evaluation of frozen features: linear probe, few-label probe, closed-form head, kNN monitor,
+and the official linear protocol.
 
-Features are extracted once per evaluation (backbone in eval mode, no augmentation) and every
-classifier works on those tensors on the training device.
+The fast probes extract features once (backbone in eval mode, no augmentation) and work on
+those tensors on the training device. ``official_linear`` is the official i-Mix protocol
+(``main_lincls.py``): it recomputes augmented training features every epoch.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from imix_sweeps import augment as A
+from imix_sweeps.data.base import InMemoryDomain, step_generator
 
 
 @torch.no_grad()
@@ -198,3 +204,157 @@ def fewshot_top1(
             linear_top1(train_f[sel], train_y[sel], test_f, test_y, num_classes, cfg, seed=seed + d)
         )
     return sum(accs) / len(accs)
+
+
+# ----------------------------------------------------------------------------- official protocol
+@dataclass
+class OfficialLinearConfig:
+    """The official linear evaluation (imix ``main_pretext.py`` L852-859 -> ``main_lincls.py``):
+    one run per lr of ``lrs`` (each scaled by ``batch_size / 256``, L113), ``epochs`` of SGD
+    (momentum 0.9, wd 0) on the frozen backbone (eval mode, L514-518), lr x ``gamma`` at each of
+    ``milestones`` (set once per epoch, L693-699), fc initialised N(0, ``init_std``) with zero
+    bias (L204-205); the best final top-1 over the lrs is reported."""
+
+    lrs: Sequence[float] = (1.0, 3.0, 5.0, 10.0, 30.0, 50.0, 70.0)
+    epochs: int = 100
+    milestones: Sequence[int] = (80, 90, 95)
+    gamma: float = 0.2
+    batch_size: int = 256
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    init_std: float = 0.01
+    lr_batch: int | None = None  # the batch the lrs are scaled by; None: batch_size
+    report: str = "last"  # last (i-Mix's log.txt) | best_epoch (MixCo's best_acc1)
+
+
+def official_lr(cfg: OfficialLinearConfig, lr: float, epoch: int) -> float:
+    """The lr of ``epoch`` (0-based) for grid value ``lr``: scaled by batch / 256, then decayed.
+    The official tabular loaders take 512 rows a batch while the lr is scaled by the ``-b``
+    argument (256), hence ``lr_batch``."""
+    scaled = lr * (cfg.lr_batch or cfg.batch_size) / 256
+    return scaled * cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+
+
+def init_official_fc(
+    dim: int, num_classes: int, std: float, generator: torch.Generator
+) -> nn.Linear:
+    fc = nn.Linear(dim, num_classes)
+    with torch.no_grad():
+        fc.weight.normal_(0.0, std, generator=generator)
+        fc.bias.zero_()
+    return fc
+
+
+def official_linear(
+    backbone: nn.Module,
+    train_batches: Callable[[int], Iterable[tuple[Tensor, Tensor]]],
+    test_f: Tensor,
+    test_y: Tensor,
+    num_classes: int,
+    cfg: OfficialLinearConfig,
+    *,
+    seed: int = 0,
+    amp_dtype: torch.dtype | None = None,
+) -> dict[float, float]:
+    """Top-1 (%) on ``(test_f, test_y)`` for each lr of ``cfg.lrs``: after the last epoch
+    (``report="last"``), or the best over the epochs (``"best_epoch"``).
+
+    ``train_batches(epoch)`` yields the epoch's shuffled, augmented training batches ``(x, y)``
+    (the official loaders drop the last partial batch). Every epoch the frozen ``backbone``
+    (eval mode) computes raw features of those batches, and the classifiers of all lrs take one
+    SGD step on each: the runs differ only in lr (the official code runs them one after the
+    other, each with its own augmentation draws)."""
+    if cfg.report not in ("last", "best_epoch"):
+        raise ValueError(f"unknown report {cfg.report!r}; allowed: last, best_epoch")
+    was_training = backbone.training
+    backbone.eval()
+    device = test_f.device
+    g = torch.Generator().manual_seed(seed)
+    best = [0.0] * len(cfg.lrs)
+    heads = [
+        init_official_fc(test_f.shape[1], num_classes, cfg.init_std, g).to(device) for _ in cfg.lrs
+    ]
+    opts = [
+        torch.optim.SGD(
+            h.parameters(), lr=official_lr(cfg, lr, 0), momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+        )
+        for h, lr in zip(heads, cfg.lrs)
+    ]  # fmt: skip
+    for epoch in range(cfg.epochs):
+        for opt, lr in zip(opts, cfg.lrs):
+            for group in opt.param_groups:
+                group["lr"] = official_lr(cfg, lr, epoch)
+        for x, y in train_batches(epoch):
+            with (
+                torch.no_grad(),
+                torch.autocast(x.device.type, dtype=amp_dtype, enabled=amp_dtype is not None),
+            ):
+                f = backbone(x).float()
+            with torch.enable_grad():
+                for h, opt in zip(heads, opts):
+                    loss = F.cross_entropy(h(f), y)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+        if cfg.report == "best_epoch":
+            best = [max(b, accuracy(h, test_f, test_y)) for b, h in zip(best, heads)]
+    backbone.train(was_training)
+    if cfg.report == "best_epoch":
+        return {float(lr): b for b, lr in zip(best, cfg.lrs)}
+    return {float(lr): accuracy(h, test_f, test_y) for h, lr in zip(heads, cfg.lrs)}
+
+
+LINEAR_CROPS = ("padded", "resized")
+
+
+def linear_crop_augment(kind: str) -> Callable[[Tensor, torch.Generator], Tensor]:
+    """A linear-evaluation training augmentation for ``[B, C, S, S]`` images in [0, 1], then a
+    horizontal flip: ``padded``, RandomCrop(S, padding S/8) (i-Mix CIFAR: 32, 4); ``resized``,
+    RandomResizedCrop(S) with torchvision's scale 0.08-1 (ImageNet; MixCo's ``lincls.py``
+    through ``data_loader.py`` L56-59)."""
+    if kind not in LINEAR_CROPS:
+        raise ValueError(f"unknown linear_crop {kind!r}; allowed: {', '.join(LINEAR_CROPS)}")
+
+    def augment(x: Tensor, g: torch.Generator) -> Tensor:
+        size = x.shape[-1]
+        if kind == "padded":
+            x = A.random_crop_padded(x, size, max(size // 8, 1), generator=g)
+            return A.random_hflip(x, generator=g)
+        flip = torch.rand(x.shape[0], generator=g) < 0.5
+        return A.random_resized_crop(x, size, scale=(0.08, 1.0), generator=g, hflip=flip)
+
+    return augment
+
+
+def shuffled_batches(
+    domain,
+    epoch: int,
+    batch_size: int,
+    *,
+    seed: int,
+    device: torch.device,
+    crop: str | None = None,
+) -> Iterable[tuple[Tensor, Tensor]]:
+    """The epoch's linear-evaluation training batches: the domain's own (augmented) ones when it
+    has them (``linear_batches``), else its un-augmented training split in a seeded order.
+    ``crop`` (``LINEAR_CROPS``): replaces the domain's augmentation (in-memory domains)."""
+    if crop is not None:
+        if not isinstance(domain, InMemoryDomain) or domain.modality != "image":
+            raise ValueError(
+                f"eval.linear_crop={crop} needs an in-memory image domain; {domain.name} streams "
+                "its own linear-evaluation transform (set eval.linear_crop=null)"
+            )
+        return domain.linear_batches(
+            epoch, batch_size, seed=seed, device=device, augment=linear_crop_augment(crop)
+        )
+    if hasattr(domain, "linear_batches"):
+        return domain.linear_batches(epoch, batch_size, seed=seed, device=device)
+    xs, ys = zip(*domain.eval_batches("train", batch_size, device=device))
+    x, y = torch.cat(xs), torch.cat(ys)
+    order = torch.randperm(len(y), generator=step_generator(seed, epoch, "linear")).to(device)
+    n = len(y) // batch_size * batch_size
+    return (
+        (x[order[i : i + batch_size]], y[order[i : i + batch_size]])
+        for i in range(0, n, batch_size)
+    )

@@ -132,22 +132,24 @@ def inputmix(
 ) -> Mixed:
     """InputMix (i-Mix paper's baseline): mix each input with ``num_extra`` random others.
 
-    One extra sample: folded Beta(a, a) mixup. More: weights ~ Dirichlet(a, ..., a) over the
-    extras, scaled by 0.5, and 0.5 on the original. Labels are not mixed (``lam`` reports the
-    weight on the original, ``perm`` the first partner).
+    One extra sample: folded Beta(a, a) mixup. More (official ``inputmix``, imix
+    ``builder.py`` L294-316): weights d ~ Dirichlet(a, ..., a) over all ``1 + num_extra``
+    samples, halved, with 0.5 added to the original's, so the original weighs 0.5 + 0.5 d_0 and
+    extra j weighs 0.5 d_j; each extra is drawn by its own random permutation. Labels are not
+    mixed (``lam`` reports the weight on the original, ``perm`` the first partner).
     """
     if num_extra <= 1:
         return imixup(x, alpha, generator=generator)
     b = x.shape[0]
     rng = _numpy_rng(generator)
-    weights = torch.as_tensor(
-        rng.dirichlet([alpha] * num_extra, size=b) * 0.5, dtype=torch.float32, device=x.device
-    )  # [B, E]
+    d = rng.dirichlet([alpha] * (num_extra + 1), size=b)  # [B, 1 + E]
+    weights = torch.as_tensor(0.5 * d, dtype=torch.float32, device=x.device)
+    weights[:, 0] += 0.5
     perms = [randperm(b, generator=generator, device=x.device) for _ in range(num_extra)]
-    mixed = x * 0.5
-    for j, perm in enumerate(perms):
+    mixed = _expand(weights[:, 0], x) * x
+    for j, perm in enumerate(perms, start=1):
         mixed = mixed + _expand(weights[:, j], x) * x[perm]
-    return Mixed(mixed.to(x.dtype), perms[0], torch.full((b,), 0.5, device=x.device))
+    return Mixed(mixed.to(x.dtype), perms[0], weights[:, 0].clone())
 
 
 # ----------------------------------------------------------------------------- strategies

@@ -39,10 +39,13 @@ from imix_sweeps.config import (
 )
 from imix_sweeps.evaluate import (
     LinearProbeConfig,
+    OfficialLinearConfig,
     extract_splits,
     fewshot_top1,
     knn_top1,
     linear_top1,
+    official_linear,
+    shuffled_batches,
 )
 from imix_sweeps.train import TrainSpec, atomic_save_text, train
 
@@ -90,6 +93,8 @@ def spec_of(cfg: DictConfig) -> TrainSpec:
         schedule=o.schedule,
         milestones=list(o.milestones),
         gamma=o.gamma,
+        final_lr=o.final_lr,
+        hold_epochs=o.hold_epochs,
         seed=cfg.seed,
         amp=t.amp,
         channels_last=t.channels_last,
@@ -131,7 +136,9 @@ def base_results(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "symmetric": OmegaConf.select(cfg, "method.model.symmetric"),
         "queue_size": negatives_of(cfg),
         "eval": cfg.eval.linear_method if cfg.eval.linear_method == "pinv" else "linear",
+        "linear_protocol": cfg.eval.linear_method,  # lbfgs | sgd | pinv | official_sgd
         "linear_top1": None,
+        "linear_top1_by_lr": None,  # official_sgd: {lr: top-1}; linear_top1 is the best
         "knn_top1": None,
         "fewshot_top1": None,
         "final_loss": None,
@@ -161,7 +168,42 @@ def read_results(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def evaluate(cfg: DictConfig, model, domain, device: torch.device) -> dict[str, float]:
+def official_linear_top1(
+    cfg: DictConfig, backbone, domain, test_f, test_y, device: torch.device, amp_dtype
+) -> dict[str, Any]:
+    """``eval=official``: the official linear protocol (``evaluate.official_linear``), the best
+    top-1 over the lr grid as ``linear_top1`` and every lr's in ``linear_top1_by_lr``."""
+    e = cfg.eval
+    ocfg = OfficialLinearConfig(
+        lrs=list(e.linear_lrs),
+        epochs=e.linear_epochs,
+        milestones=list(e.linear_milestones),
+        gamma=e.linear_gamma,
+        batch_size=e.linear_batch_size,
+        weight_decay=e.linear_weight_decay,
+        init_std=e.linear_init_std,
+        lr_batch=e.linear_lr_batch,
+        report=e.linear_report,
+    )
+    by_lr = official_linear(
+        backbone,
+        lambda epoch: shuffled_batches(
+            domain, epoch, ocfg.batch_size, seed=cfg.seed, device=device, crop=e.linear_crop
+        ),
+        test_f,
+        test_y,
+        domain.num_classes,
+        ocfg,
+        seed=cfg.seed,
+        amp_dtype=amp_dtype,
+    )
+    return {
+        "linear_top1": max(by_lr.values()),
+        "linear_top1_by_lr": {f"{lr:g}": acc for lr, acc in by_lr.items()},
+    }
+
+
+def evaluate(cfg: DictConfig, model, domain, device: torch.device) -> dict[str, Any]:
     e = cfg.eval
     backbone = model.backbone
     amp_dtype = torch.bfloat16 if (cfg.train.amp and device.type == "cuda") else None
@@ -175,8 +217,10 @@ def evaluate(cfg: DictConfig, model, domain, device: torch.device) -> dict[str, 
         weight_decay=e.linear_weight_decay,
         batch_size=256,
     )
-    out: dict[str, float] = {}
-    if e.linear:
+    out: dict[str, Any] = {}
+    if e.linear and e.linear_method == "official_sgd":
+        out.update(official_linear_top1(cfg, backbone, domain, test_f, test_y, device, amp_dtype))
+    elif e.linear:
         out["linear_top1"] = linear_top1(
             train_f, train_y, test_f, test_y, domain.num_classes, probe, seed=cfg.seed
         )

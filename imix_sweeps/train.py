@@ -49,8 +49,10 @@ class TrainSpec:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     warmup_epochs: float = 5
-    schedule: str = "cosine"  # cosine | step
+    schedule: str = "cosine"  # cosine_epoch | cosine | step (see lr_at)
     milestones: list[int] = field(default_factory=list)  # for step: epochs where lr *= gamma
+    final_lr: float = 0.0  # cosine: the lr the per-step cosine ends at
+    hold_epochs: int = 0  # cosine_epoch: epochs at the full lr before the cosine starts
     gamma: float = 0.1
     seed: int = 0
     amp: bool = True  # bf16 autocast where the device supports it (CUDA)
@@ -68,17 +70,54 @@ class TrainSpec:
     augment_threads: int = 0  # in-memory domains: background threads augmenting the coming steps
 
 
-def lr_at(spec: TrainSpec, epoch_float: float) -> float:
-    """Linear warmup from 0 over ``warmup_epochs``, then cosine to 0 (or step decay)."""
-    if spec.warmup_epochs > 0 and epoch_float < spec.warmup_epochs:
-        return spec.lr * epoch_float / spec.warmup_epochs
+SCHEDULES = ("cosine_epoch", "cosine", "step")
+
+
+def warmup_target(spec: TrainSpec) -> float:
+    """The lr the official i-Mix warm-up ramps to (main_pretext.py L221-226): with the cosine,
+    ``eta_min + (lr - eta_min) * (1 + cos(pi * warm / epochs)) / 2`` with ``eta_min = 0.001 * lr``;
+    with step decay, ``lr``."""
+    if spec.schedule != "cosine_epoch":
+        return spec.lr
+    eta_min = 0.001 * spec.lr
+    return eta_min + (spec.lr - eta_min) * 0.5 * (
+        1.0 + math.cos(math.pi * spec.warmup_epochs / spec.epochs)
+    )
+
+
+def lr_at(spec: TrainSpec, epoch: float, step: int = 0, steps_per_epoch: int = 1) -> float:
+    """The lr of step ``step`` (of ``steps_per_epoch``) of epoch ``epoch`` (0-based).
+
+    ``cosine_epoch`` (official i-Mix, MoCo, Un-Mix, MixCo: ``adjust_learning_rate``,
+    imix main_pretext.py L685-694): ``lr * (1 + cos(pi * (epoch - hold) / epochs)) / 2`` set once
+    per epoch, over all epochs (warm-up included), no floor; ``hold_epochs`` keeps the full lr
+    first (MixCo SimCLR steps its cosine only from epoch 10, simclr/pretrain.py L251-253).
+    ``step``: ``lr * gamma ** #(milestones <= epoch)``, once per epoch (L690-692).
+    Both warm up per step while ``epoch < warmup_epochs`` (``warmup_learning_rate``, L697-702):
+    ``(step + 1 + epoch * steps) / (warmup * steps) * warmup_target``.
+    ``cosine`` (SwAV's per-step schedule, UnMix_SwAV main_swav_unmix.py L193-197): linear warm-up
+    from 0 over ``warmup_epochs``, then a per-step cosine over the remaining epochs to ``final_lr``.
+    """
+    t = epoch + step / steps_per_epoch
+    w = spec.warmup_epochs
     if spec.schedule == "cosine":
-        span = max(spec.epochs - spec.warmup_epochs, 1e-8)
-        progress = min((epoch_float - spec.warmup_epochs) / span, 1.0)
-        return spec.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
-    if spec.schedule == "step":
-        return spec.lr * spec.gamma ** sum(epoch_float >= m for m in spec.milestones)
-    raise ValueError(f"unknown schedule {spec.schedule!r}; allowed: cosine, step")
+        if w > 0 and t < w:
+            return spec.lr * t / w
+        span = max(spec.epochs - w, 1e-8)
+        progress = min((t - w) / span, 1.0)
+        return spec.final_lr + (spec.lr - spec.final_lr) * 0.5 * (
+            1.0 + math.cos(math.pi * progress)
+        )
+    if spec.schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {spec.schedule!r}; allowed: {', '.join(SCHEDULES)}")
+    e = math.floor(t)
+    if w > 0 and e < w:
+        return (t + 1.0 / steps_per_epoch) / w * warmup_target(spec)
+    if spec.schedule == "cosine_epoch":
+        return (
+            spec.lr * 0.5 * (1.0 + math.cos(math.pi * max(e - spec.hold_epochs, 0) / spec.epochs))
+        )
+    return spec.lr * spec.gamma ** sum(e >= m for m in spec.milestones)
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -308,7 +347,7 @@ def train(
             prefetch=spec.augment_threads,
         )
         for step, (x1, x2, *index) in enumerate(batches, start=first):
-            lr = lr_at(spec, epoch + step / steps_per_epoch)
+            lr = lr_at(spec, epoch, step, steps_per_epoch)
             for group in opt.param_groups:
                 group["lr"] = lr
             gen = step_generator(spec.seed, epoch, step, info.rank, "mix")
@@ -346,7 +385,7 @@ def train(
             "epoch": epoch + 1,
             "step": (epoch + 1) * steps_per_epoch,
             "loss": mean_loss,
-            "lr": lr_at(spec, epoch + 1 - 1e-9),
+            "lr": lr_at(spec, epoch, steps_per_epoch - 1, steps_per_epoch),
             "epoch_seconds": round(time.time() - t0, 3),
         }
         if spec.knn_every and ((epoch + 1) % spec.knn_every == 0 or epoch + 1 == spec.epochs):

@@ -361,7 +361,7 @@ def test_imagenet_hybrid_device_pipeline(tmp_path: Path):
     plain = dataclasses.replace(d, device_augment=lambda x, g: x)
     v1, _ = next(plain.pretrain_batches(0, 4, seed=1, device=CPU))
     i0 = int(d.epoch_order(0, 1)[0])
-    crop, _ = I.crop_then_device_ops(32, blur=True)
+    crop, _ = I.crop_then_device_ops(32, I.ImageAugment(blur=True))
     c = torchvision_seeded(crop)(d.train.load(i0), sample_seed(1, 0, i0, 0))
     assert c.dtype == torch.uint8 and c.shape == (3, 32, 32)
     torch.testing.assert_close(

@@ -77,9 +77,24 @@ def test_splits_classes_and_silence(root: Path):
     assert sorted(d.train.labels) == sorted([2, 2, 3, 3, 11, 11, 0, 0, 0, 0, 1])
     assert d.train.paths[-1] is None and d.train.labels[-1] == S.CLASSES.index("silence")
     tr, va, te = S.speech_splits(root, silence_fraction=0.5)
-    assert len(va) == 5 + 2 and len(te) == 5 + 2 and len(tr) == 10 + 5
+    assert len(va) == 5 and len(te) == 5 and len(tr) == 10 + 5  # evaluation: no silence
+    assert None not in te.paths and S.CLASSES.index("silence") not in te.labels
+    _, _, te2 = S.speech_splits(root, silence_fraction=0.5, test_silence_fraction=0.4)
+    assert len(te2) == 5 + 2
     assert not set(tr.paths) & set(te.paths) - {None}
     assert all("nohash" in p for p in te.paths if p)
+
+
+@pytest.mark.parametrize("pipeline", ["reference", "device"])
+def test_test_split_has_no_silence_clips(root: Path, pipeline: str):
+    """Official evaluation: SpeechCommandsDataset(valdir, ..., silence_percentage=0)
+    (main_lincls.py L443); the training split keeps its 10%."""
+    d = S.speech_commands(str(root), pipeline=pipeline, workers=0, silence_fraction=0.5)
+    sil = S.CLASSES.index("silence")
+    test_y = d.test.labels if pipeline == "reference" else d.test_y.tolist()
+    train_y = d.train.labels if pipeline == "reference" else d.train_y.tolist()
+    assert len(test_y) == 5 and sil not in test_y
+    assert list(train_y).count(sil) == 5
 
 
 def test_eval_features_match_librosa_and_are_deterministic(root: Path):
@@ -200,3 +215,14 @@ def test_device_pipeline_cache_rebuilt_when_corrupt(root: Path, monkeypatch):
     assert torch.equal(S.speech_commands(str(root)).train_x, first.train_x) and not calls
     cache.write_bytes(cache.read_bytes()[:200])
     assert torch.equal(S.speech_commands(str(root)).train_x, first.train_x) and calls
+
+
+@pytest.mark.parametrize("pipeline", ["device", "reference"])
+def test_without_augmentation_views_are_the_evaluation_features(root: Path, pipeline: str):
+    """i-Mix --no-aug for speech (main_pretext.py L420-426): load, fix the length, 32-band mel."""
+    d = S.speech_commands(str(root), pipeline=pipeline, workers=0).without_augmentation()
+    x1, x2 = next(iter(d.pretrain_batches(0, 4, seed=0, device=CPU)))
+    order = d.epoch_order(0, 0)[:4]
+    plain = torch.cat([x for x, _ in d.eval_batches("train", 16, device=CPU)])
+    assert torch.equal(x1, x2)
+    torch.testing.assert_close(x1, plain[order])

@@ -201,6 +201,35 @@ def test_simclr_mixco_adds_half_of_each_views_term():
     torch.testing.assert_close(loss, expected)
 
 
+def test_simclr_mixco_separate_passes_is_the_official_four_pass_step():
+    """MixCo simclr/pretrain.py: model(xis), model(xjs) (_step L167-180), then one model(mix)
+    per view (_mix_step L183-204): four BatchNorm batches, not one."""
+    model = simclr(_bb(), MIXCO, dim=8, mix_temperature=0.5, separate_passes=True)
+    joint = simclr(_bb(), MIXCO, dim=8, mix_temperature=0.5)
+    ref = copy.deepcopy(model)
+    x1, x2 = _views()
+    loss = model(x1, x2, generator=_g()).loss
+    g = _g()
+    m1, m2 = mixco(x1, generator=g), mixco(x2, generator=g)
+    zis, zjs = ref.encoder(x1), ref.encoder(x2)
+    h = B // 2
+
+    def soft_ce(
+        zm, zk, lam
+    ):  # SoftCrossEntropy on [B/2, B] logits, targets diag(lam) | diag(1-lam)
+        logits = F.normalize(zm, dim=1) @ F.normalize(zk, dim=1).t() / 0.5
+        target = torch.cat([torch.diag(lam), torch.diag(1 - lam)], 1)
+        return -(target * logits.log_softmax(1)).sum(1).mean()
+
+    expected = nt_xent_loss(zis, zjs, 0.5)
+    expected = expected + soft_ce(ref.encoder(m1.x), zjs, m1.lam) / 2
+    expected = expected + soft_ce(ref.encoder(m2.x), zis, m2.lam) / 2
+    torch.testing.assert_close(loss, expected)
+    assert m1.x.shape[0] == h
+    # BatchNorm statistics per pass change the loss against one joint pass
+    assert not torch.allclose(loss, joint(x1, x2, generator=_g()).loss)
+
+
 def test_byol_rejects_mixco_at_build_time():
     with pytest.raises(ValueError, match="does not implement mix family 'mixco'"):
         byol(_bb(), MIXCO)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -73,7 +74,7 @@ def test_icutmix_rejects_tabular_rows():
         icutmix(torch.randn(8, 28))
 
 
-def test_inputmix_two_extras_keeps_half_weight_on_the_original():
+def test_inputmix_two_extras_keeps_at_least_half_weight_on_the_original():
     b = 12
     x = torch.eye(b)  # one-hot rows: the mixed row shows every weight
     m = inputmix(x, alpha=1.0, generator=gen(3), num_extra=2)
@@ -81,7 +82,37 @@ def test_inputmix_two_extras_keeps_half_weight_on_the_original():
     assert (m.x >= 0).all()
     own = m.x[torch.arange(b), torch.arange(b)]
     assert (own >= 0.5 - 1e-6).all()
-    assert torch.equal(m.lam, torch.full((b,), 0.5))
+    assert (own >= m.lam - 1e-6).all()  # lam: the original's weight (a partner may be itself)
+    assert (m.lam > 0.5).all()  # the Dirichlet covers the original too
+
+
+def _official_inputmix(x: np.ndarray, d: np.ndarray, perms: list[np.ndarray]) -> np.ndarray:
+    """imix builder.py inputmix (num_aux > 1), written out in numpy for given draws:
+    lam = pmin * Dirichlet draw (transposed), lam[0] += pmin, output = sum_i lam[i] * x[randind_i]
+    with randind_0 = arange."""
+    pmin = 0.5
+    lam = pmin * d.T  # [1 + k, B]
+    lam[0] = lam[0] + pmin
+    out = np.zeros_like(x)
+    for i, randind in enumerate([np.arange(len(x)), *perms]):
+        out += lam[i].reshape(-1, *([1] * (x.ndim - 1))) * x[randind]
+    return out
+
+
+@pytest.mark.parametrize("num_extra,alpha", [(2, 1.0), (3, 0.5), (4, 2.0)])
+def test_inputmix_matches_the_official_formula(num_extra, alpha):
+    b = 10
+    x = torch.randn(b, 3, 4, 4, dtype=torch.float64)
+    m = inputmix(x, alpha=alpha, generator=gen(7), num_extra=num_extra)
+    # the same draws, in the order the function makes them
+    g = gen(7)
+    seed = int(torch.randint(0, 2**62, (1,), generator=g).item())
+    d = np.random.default_rng(seed).dirichlet([alpha] * (num_extra + 1), size=b)
+    perms = [torch.randperm(b, generator=g).numpy() for _ in range(num_extra)]
+    ref = _official_inputmix(x.numpy(), d, perms)
+    assert np.allclose(m.x.numpy(), ref, atol=1e-6)
+    assert np.allclose(m.lam.numpy(), 0.5 + 0.5 * d[:, 0], atol=1e-6)
+    assert torch.equal(m.perm, torch.as_tensor(perms[0]))
 
 
 def test_inputmix_one_extra_is_folded_mixup():

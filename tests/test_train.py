@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -162,18 +163,96 @@ def test_invalid_config_fails_before_anything_is_built(tmp_path):
         run(compose(["domain=digits_tab", "mix=icutmix"]), tmp_path)
 
 
-def test_lr_schedule_warmup_then_cosine():
-    spec = TrainSpec(epochs=10, lr=1.0, warmup_epochs=2)
+def test_lr_schedule_per_step_warmup_then_cosine():
+    spec = TrainSpec(epochs=10, lr=1.0, warmup_epochs=2, schedule="cosine")
     assert lr_at(spec, 0.0) == 0.0 and lr_at(spec, 1.0) == pytest.approx(0.5)
     assert lr_at(spec, 2.0) == pytest.approx(1.0)
     assert lr_at(spec, 6.0) == pytest.approx(0.5)
     assert lr_at(spec, 10.0) == pytest.approx(0.0, abs=1e-12)
-    step = TrainSpec(epochs=500, lr=1.0, warmup_epochs=5, schedule="step", milestones=[300, 400])
-    assert (
-        lr_at(step, 299) == 1.0
-        and lr_at(step, 300) == pytest.approx(0.1)
-        and lr_at(step, 450) == pytest.approx(0.01)
+    floor = TrainSpec(epochs=10, lr=0.6, warmup_epochs=2, schedule="cosine", final_lr=0.0006)
+    assert lr_at(floor, 6.0) == pytest.approx(0.0006 + (0.6 - 0.0006) * 0.5)
+    assert lr_at(floor, 10.0) == pytest.approx(0.0006)
+
+
+class OfficialArgs:
+    """The attributes main_pretext.py reads, set as it sets them (L202-226)."""
+
+    def __init__(self, lr: float, epochs: int, warm: bool, cos: bool, schedule=()):
+        self.lr, self.epochs, self.cos, self.schedule, self.lrd = lr, epochs, cos, schedule, 0.1
+        self.warm = warm
+        if warm:
+            self.warmup_from = 0.0
+            self.warm_epochs = 10 if epochs > 500 else 5
+            if cos:
+                eta_min = lr * 0.001
+                self.warmup_to = (
+                    eta_min
+                    + (lr - eta_min) * (1 + math.cos(math.pi * self.warm_epochs / epochs)) / 2
+                )
+            else:
+                self.warmup_to = lr
+
+
+def official_lr(args: OfficialArgs, epoch: int, i: int, n: int) -> float:
+    """imix main_pretext.py: adjust_learning_rate at the start of each epoch (L518, L685-694),
+    then warmup_learning_rate before each step of a warm-up epoch (L587-588, L697-702)."""
+    lr = args.lr
+    if args.cos:
+        lr *= 0.5 * (1.0 + math.cos(math.pi * epoch / args.epochs))
+    else:
+        for milestone in args.schedule:
+            lr *= args.lrd if epoch >= milestone else 1.0
+    if args.warm and epoch < args.warm_epochs:
+        p = (i + 1 + epoch * n) / (args.warm_epochs * n)
+        lr = args.warmup_from + p * (args.warmup_to - args.warmup_from)
+    return lr
+
+
+@pytest.mark.parametrize("epochs", [200, 1000])
+def test_cosine_epoch_is_the_official_imix_schedule(epochs):
+    n = 7  # steps per epoch
+    lr = 0.125
+    args = OfficialArgs(lr, epochs, warm=True, cos=True)
+    spec = TrainSpec(epochs=epochs, lr=lr, warmup_epochs=args.warm_epochs, schedule="cosine_epoch")
+    points = [(0, 0), (0, 3), (0, 6), (1, 0), (4, 6), (5, 0), (9, 6), (10, 0), (10, 5)]
+    points += [(epochs // 2, 2), (epochs - 1, 0), (epochs - 1, 6)]
+    for e, i in points:
+        assert lr_at(spec, e, i, n) == pytest.approx(official_lr(args, e, i, n), rel=1e-12), (e, i)
+    # constant within an epoch after the warm-up; the warm-up ends on the next epoch's value
+    assert lr_at(spec, 20, 0, n) == lr_at(spec, 20, 6, n)
+    w = args.warm_epochs
+    assert lr_at(spec, w - 1, n - 1, n) == pytest.approx(
+        0.001 * lr + (lr - 0.001 * lr) * 0.5 * (1 + math.cos(math.pi * w / epochs))
     )
+
+
+def test_step_schedule_is_the_official_one_with_warmup():
+    n = 5
+    args = OfficialArgs(0.125, 500, warm=True, cos=False, schedule=(300, 400))
+    spec = TrainSpec(
+        epochs=500, lr=0.125, warmup_epochs=5, schedule="step", milestones=[300, 400], gamma=0.1
+    )
+    for e, i in [(0, 0), (2, 4), (4, 4), (5, 0), (299, 4), (300, 0), (399, 2), (400, 0), (499, 4)]:
+        assert lr_at(spec, e, i, n) == pytest.approx(official_lr(args, e, i, n), rel=1e-12), (e, i)
+
+
+def test_cosine_epoch_with_a_hold_is_mixco_simclr():
+    """MixCo simclr/pretrain.py L135-138, L251-253: CosineAnnealingLR(T_max=epochs, eta_min=0)
+    stepped at the end of epochs >= 10 only."""
+    epochs, lr = 100, 0.15
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs, eta_min=0)
+    spec = TrainSpec(epochs=epochs, lr=lr, warmup_epochs=0, schedule="cosine_epoch", hold_epochs=10)
+    for e in range(epochs):
+        assert lr_at(spec, e, 3, 8) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-9), e
+        if e >= 10:
+            opt.step()
+            sched.step()
+
+
+def test_unknown_schedule_is_rejected():
+    with pytest.raises(ValueError, match="cosine_epoch"):
+        lr_at(TrainSpec(schedule="linear"), 3.0)
 
 
 def test_cmc_runs_end_to_end_on_the_embedded_rgb_domain(tmp_path):

@@ -11,7 +11,7 @@ import hashlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 from typing import TypeVar
@@ -95,6 +95,9 @@ class InMemoryDomain:
     # per-channel (mean, std) that ``normalize`` applies to images in [0, 1], for methods that
     # must undo it (CMC's colour conversion); None where inputs are not normalised images
     input_stats: tuple[list[float], list[float]] | None = None
+    # the official linear evaluation's training augmentation (after ``eval_transform``, before
+    # ``normalize``); None: the training split as evaluated
+    linear_augment: AugmentFn | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -163,11 +166,39 @@ class InMemoryDomain:
 
         yield from run_ahead(batch, range(start_step, steps), prefetch)
 
+    def without_augmentation(self) -> InMemoryDomain:
+        """This domain with pre-training views that are the evaluation inputs themselves (the
+        official ``--no-aug``: both views of a sample are the same, un-augmented input)."""
+        ev = self.eval_transform
+        return replace(self, augment=lambda x, g: ev(x), _cache={})
+
     def two_views(self, x: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
         """Two independently augmented, normalised views of the raw batch ``x``: one ``augment``
         call on ``[x; x]`` (every sample of it gets its own draws), so each op runs once per step."""
         views = self.normalize(self.augment(self._to_float(torch.cat((x, x))), g))
         return views[: len(x)], views[len(x) :]
+
+    def linear_batches(
+        self,
+        epoch: int,
+        batch_size: int,
+        *,
+        seed: int,
+        device: torch.device,
+        augment: AugmentFn | None = None,
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        """One epoch of the official linear evaluation's training batches ``(x, y)``: the
+        labelled training split in a seeded order, full batches only, each augmented by
+        ``augment`` (default ``linear_augment``) with draws of ``(seed, epoch, step)``."""
+        augment = augment or self.linear_augment
+        xs, ys = self._on("train_x", device), self._on("train_y", device)
+        order = torch.randperm(len(ys), generator=step_generator(seed, epoch, "linear")).to(device)
+        for step in range(len(ys) // batch_size):
+            idx = order[step * batch_size : (step + 1) * batch_size]
+            x = self.eval_transform(self._to_float(xs[idx]))
+            if augment is not None:
+                x = augment(x, step_generator(seed, epoch, step, "linear-augment"))
+            yield self.normalize(x), ys[idx]
 
     def eval_batches(
         self, split: str, batch_size: int, *, device: torch.device

@@ -15,9 +15,11 @@ training device (``imix_sweeps.augment``); ``reference`` runs the official torch
 transforms on PIL images in DataLoader workers (``imix_sweeps.data.loader``). ImageNet folders
 only stream (``reference``).
 
-Augmentation (official i-Mix / MoCo v2): RandomResizedCrop(size, scale 0.2-1), ColorJitter(0.4,
-0.4, 0.4, 0.1) with p 0.8, grayscale p 0.2, [Gaussian blur sigma 0.1-2 with p 0.5: 224 px
-pipelines], horizontal flip, then normalisation with the dataset's mean/std.
+Augmentation (official i-Mix / MoCo v2, the domains' default): RandomResizedCrop(size, scale
+0.2-1), ColorJitter(0.4, 0.4, 0.4, 0.1) with p 0.8, grayscale p 0.2, [Gaussian blur sigma 0.1-2
+with p 0.5: 224 px pipelines], horizontal flip, then normalisation with the dataset's mean/std.
+The ``augment`` config group overrides any of these per run (``ImageAugment``), in both
+pipelines.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ import gzip
 import logging
 import pickle
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,24 +64,78 @@ IMAGENET100_CLASSES = Path(__file__).with_name("imagenet100.txt")
 
 
 # ----------------------------------------------------------------------------- augmentation
-def device_augment(
+@dataclass(frozen=True)
+class ImageAugment:
+    """One view's image augmentation, in torchvision's order: RandomResizedCrop(size, scale) ->
+    [RandomGrayscale(p_gray) if gray_first] -> RandomApply(ColorJitter(*jitter), p_jitter) ->
+    [RandomGrayscale(p_gray)] -> [RandomApply(GaussianBlur(0.1-2), 0.5) if blur] -> flip.
+    ``jitter=None``: no colour jitter. The field defaults are the MoCo v2 pipeline."""
+
+    scale: tuple[float, float] = (0.2, 1.0)
+    jitter: tuple[float, float, float, float] | None = JITTER
+    p_jitter: float = 0.8
+    p_gray: float = 0.2
+    gray_first: bool = False
+    blur: bool = False
+
+
+AUGMENT_KEYS = ("size", "crop_scale", "jitter", "p_jitter", "p_gray", "gray_first", "blur")
+
+
+def resolve_augment(
     size: int,
-    scale: Sequence[float] = (0.2, 1.0),
-    jitter: Sequence[float] = JITTER,
-    grayscale: float = 0.2,
-    blur: bool = False,
+    scale: Sequence[float],
+    blur: bool,
+    overrides: Mapping[str, Any] | None,
+) -> tuple[int, ImageAugment]:
+    """``(size, ImageAugment)``: the domain's own (``size``, crop ``scale``, ``blur``, MoCo v2
+    colour) with the non-null entries of ``overrides`` (the ``augment`` config group) on top."""
+    o = {k: v for k, v in (overrides or {}).items() if v is not None}
+    unknown = sorted(set(o) - set(AUGMENT_KEYS))
+    if unknown:
+        raise ValueError(f"unknown image augmentation options {unknown}; allowed: {AUGMENT_KEYS}")
+    aug = ImageAugment(scale=(float(scale[0]), float(scale[1])), blur=bool(blur))
+    if "crop_scale" in o:
+        aug = replace(aug, scale=(float(o["crop_scale"][0]), float(o["crop_scale"][1])))
+    if "jitter" in o:
+        j = o["jitter"]
+        if len(j) not in (0, 4):
+            raise ValueError(f"augment.jitter takes 4 strengths or [] (none), not {list(j)}")
+        aug = replace(aug, jitter=tuple(float(v) for v in j) if len(j) else None)
+    for key in ("p_jitter", "p_gray"):
+        if key in o:
+            aug = replace(aug, **{key: float(o[key])})
+    for key in ("gray_first", "blur"):
+        if key in o:
+            aug = replace(aug, **{key: bool(o[key])})
+    return int(o.get("size", size)), aug
+
+
+def device_augment(
+    size: int, aug: ImageAugment = ImageAugment()
 ) -> Callable[[Tensor, torch.Generator], Tensor]:
-    """The official two-view augmentation as batched ops on ``[B, C, H, W]`` in [0, 1]
-    (``imix_sweeps.augment.contrastive_views``: crop, jitter p 0.8, grayscale, [blur p 0.5],
-    flip)."""
-    j = tuple(float(v) for v in jitter)
-    sc = (float(scale[0]), float(scale[1]))
+    """``aug`` as batched ops on ``[B, C, H, W]`` in [0, 1] (``imix_sweeps.augment``; the MoCo
+    v2 order through ``contrastive_views``)."""
+    jitter = aug.jitter if aug.jitter is not None else (0.0, 0.0, 0.0, 0.0)
+    p_jitter = aug.p_jitter if aug.jitter is not None else 0.0
+    blur = (0.1, 2.0) if aug.blur else None
 
     def augment(x: Tensor, g: torch.Generator) -> Tensor:
-        return A.contrastive_views(
-            x, size, generator=g, scale=sc, jitter=j, p_gray=grayscale,
-            blur=(0.1, 2.0) if blur else None,
-        )  # fmt: skip
+        if not aug.gray_first:
+            return A.contrastive_views(
+                x, size, generator=g, scale=aug.scale, jitter=jitter, p_jitter=p_jitter,
+                p_gray=aug.p_gray, blur=blur,
+            )  # fmt: skip
+        # grayscale before the jitter (the CMC repository's InsDis/MoCo pipeline); the flip is
+        # folded into the crop as in contrastive_views
+        flip = torch.rand(x.shape[0], generator=g) < 0.5
+        x = A.random_resized_crop(x, size, scale=aug.scale, generator=g, hflip=flip)
+        x = A.random_grayscale(x, aug.p_gray, generator=g, inplace=True)
+        if p_jitter > 0:
+            x = A.color_jitter(x, *jitter, p=p_jitter, generator=g)
+        if blur is not None:
+            x = A.gaussian_blur(x, blur, 0.5, generator=g)
+        return x
 
     return augment
 
@@ -98,22 +156,55 @@ def reference_augment(
     size: int,
     mean: Sequence[float],
     std: Sequence[float],
-    scale: Sequence[float] = (0.2, 1.0),
-    jitter: Sequence[float] = JITTER,
-    grayscale: float = 0.2,
-    blur: bool = False,
+    aug: ImageAugment = ImageAugment(),
 ):
-    """The official torchvision pipeline on PIL images (seeded per sample by the caller)."""
+    """``aug`` as the official torchvision pipeline on PIL images (seeded per sample by the
+    caller)."""
     import torchvision.transforms as T
 
-    ts = [
-        T.RandomResizedCrop(size, scale=tuple(scale)),
-        T.RandomApply([T.ColorJitter(*jitter)], p=0.8),
-        T.RandomGrayscale(p=grayscale),
-    ]
-    if blur:
+    gray = T.RandomGrayscale(p=aug.p_gray)
+    ts: list = [T.RandomResizedCrop(size, scale=tuple(aug.scale))]
+    if aug.gray_first:
+        ts.append(gray)
+    if aug.jitter is not None:
+        ts.append(T.RandomApply([T.ColorJitter(*aug.jitter)], p=aug.p_jitter))
+    if not aug.gray_first:
+        ts.append(gray)
+    if aug.blur:
         ts.append(T.RandomApply([PILGaussianBlur((0.1, 2.0))], p=0.5))
     ts += [T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean, std)]
+    return T.Compose(ts)
+
+
+def linear_crop_padding(size: int) -> int:
+    """Padding of the official linear evaluation's RandomCrop: 4 at 32 px (imix main_lincls.py
+    L362-366, the only small-image case there), the same eighth of the side at other sizes."""
+    return max(size // 8, 1)
+
+
+def device_linear_augment(size: int) -> Callable[[Tensor, torch.Generator], Tensor]:
+    """The official linear evaluation's training augmentation for small images, batched:
+    RandomCrop(size, padding) with zero padding, then a horizontal flip."""
+    pad = linear_crop_padding(size)
+
+    def augment(x: Tensor, g: torch.Generator) -> Tensor:
+        x = A.random_crop_padded(x, size, pad, generator=g)
+        return A.random_hflip(x, generator=g)
+
+    return augment
+
+
+def reference_linear(size: int, mean: Sequence[float], std: Sequence[float], resize: bool = False):
+    """The same on PIL images (torchvision), ``resize``: to ``size`` first (resized domains)."""
+    import torchvision.transforms as T
+
+    ts = [T.Resize((size, size))] if resize else []
+    ts += [
+        T.RandomCrop(size, padding=linear_crop_padding(size)),
+        T.RandomHorizontalFlip(),
+        T.ToTensor(),
+        T.Normalize(mean, std),
+    ]
     return T.Compose(ts)
 
 
@@ -152,10 +243,14 @@ def image_domain(
     blur: bool = False,
     pretrain: np.ndarray | None = None,
     workers: int = 4,
+    augment: Mapping[str, Any] | None = None,
 ) -> InMemoryDomain | LoaderDomain:
-    """An image domain from uint8 ``[N, H, W, C]`` arrays, with either pipeline."""
+    """An image domain from uint8 ``[N, H, W, C]`` arrays, with either pipeline; ``augment``:
+    the ``augment`` config group's overrides of ``size``, ``scale`` and ``blur`` and the rest
+    (``resolve_augment``)."""
     check_pipeline(pipeline, PIPELINES, name)
     native = xtr.shape[1]
+    size, aug = resolve_augment(size, scale, blur, augment)
     if pipeline == "reference":
         return LoaderDomain(
             name=name,
@@ -164,12 +259,13 @@ def image_domain(
             train=ArraySource(xtr, ytr.tolist()),
             test=ArraySource(xte, yte.tolist()),
             pretrain=None if pretrain is None else ArraySource(pretrain, [-1] * len(pretrain)),
-            train_transform=torchvision_seeded(
-                reference_augment(size, mean, std, scale=scale, blur=blur)
-            ),
+            train_transform=torchvision_seeded(reference_augment(size, mean, std, aug)),
             eval_transform=reference_eval(mean, std, size=size if size != native else None),
             workers=workers,
             input_stats=(list(mean), list(std)),
+            linear_transform=torchvision_seeded(
+                reference_linear(size, mean, std, resize=size != native)
+            ),
         )
 
     def nchw(a: np.ndarray) -> Tensor:
@@ -189,10 +285,11 @@ def image_domain(
         test_x=nchw(xte),
         test_y=torch.from_numpy(yte.astype(np.int64)),
         pretrain_x=None if pretrain is None else nchw(pretrain),
-        augment=device_augment(size, scale=scale, blur=blur),
+        augment=device_augment(size, aug),
         normalize=A.Normalize(mean, std),
         eval_transform=eval_transform,
         input_stats=(list(mean), list(std)),
+        linear_augment=device_linear_augment(size),
     )
 
 
@@ -245,13 +342,19 @@ def read_cifar(root: str | Path, classes: int) -> tuple[np.ndarray, ...]:
 
 
 def cifar(
-    root: str, classes: int = 10, pipeline: str = "device", workers: int = 4, blur: bool = False
+    root: str,
+    classes: int = 10,
+    pipeline: str = "device",
+    workers: int = 4,
+    blur: bool = False,
+    augment: Mapping[str, Any] | None = None,
 ) -> InMemoryDomain | LoaderDomain:
     xtr, ytr, xte, yte = read_cifar(root_path(root, f"cifar{classes}"), classes)
     mean, std = (CIFAR10_MEAN, CIFAR10_STD) if classes == 10 else (CIFAR100_MEAN, CIFAR100_STD)
     return image_domain(
         f"cifar{classes}", classes, xtr, ytr, xte, yte,
         mean=mean, std=std, size=32, pipeline=pipeline, blur=blur, workers=workers,
+        augment=augment,
     )  # fmt: skip
 
 
@@ -282,6 +385,7 @@ def stl10(
     pipeline: str = "device",
     blur: bool = True,
     workers: int = 4,
+    augment: Mapping[str, Any] | None = None,
 ) -> InMemoryDomain | LoaderDomain:
     """STL-10 binaries; pre-trains on ``unlabeled`` (or ``train``, ``train+unlabeled``)."""
     root = root_path(root, "stl10")
@@ -305,7 +409,7 @@ def stl10(
     mean, std = channel_stats(xtr)
     return image_domain(
         "stl10", 10, xtr, ytr, xte, yte, mean=mean, std=std, size=size,
-        pipeline=pipeline, blur=blur, pretrain=pre, workers=workers,
+        pipeline=pipeline, blur=blur, pretrain=pre, workers=workers, augment=augment,
     )  # fmt: skip
 
 
@@ -372,6 +476,7 @@ def tiny_imagenet(
     pipeline: str = "device",
     blur: bool = True,
     workers: int = 4,
+    augment: Mapping[str, Any] | None = None,
 ) -> InMemoryDomain | LoaderDomain:
     """Tiny-ImageNet (200 classes, 64 px); the official ``val`` split is the test split.
 
@@ -395,6 +500,7 @@ def tiny_imagenet(
     return image_domain(
         "tiny_imagenet", len(wnids), a["x_train"], a["y_train"], a["x_test"], a["y_test"],
         mean=mean, std=std, size=size, pipeline=pipeline, blur=blur, workers=workers,
+        augment=augment,
     )  # fmt: skip
 
 
@@ -461,6 +567,7 @@ def fashion_mnist(
     subset_seed: int = 0,
     crop_scale: Sequence[float] = (0.2, 1.0),
     workers: int = 4,
+    augment: Mapping[str, Any] | None = None,
 ) -> InMemoryDomain | LoaderDomain:
     """Fashion-MNIST 1x28x28; ``train_subset``/``test_subset``: seeded subsets for quick runs."""
     xtr, ytr, xte, yte = read_fashion_mnist(root_path(root, "fashion_mnist"))
@@ -474,7 +581,7 @@ def fashion_mnist(
     mean, std = channel_stats(xtr)
     return image_domain(
         "fashion_mnist", 10, xtr, ytr, xte, yte, mean=mean, std=std, size=28,
-        pipeline=pipeline, scale=crop_scale, workers=workers,
+        pipeline=pipeline, scale=crop_scale, workers=workers, augment=augment,
     )  # fmt: skip
 
 
@@ -522,20 +629,35 @@ def image_folder(
     return FileSource([p for p, _ in samples], [y for _, y in samples]), len(index)
 
 
-def crop_then_device_ops(size: int, blur: bool, scale: Sequence[float] = (0.2, 1.0)):
-    """The hybrid split of the MoCo v2 pipeline: ``(per-sample PIL crop to uint8, batched rest)``."""
+def crop_then_device_ops(size: int, aug: ImageAugment = ImageAugment(blur=True)):
+    """The hybrid split of ``aug``: ``(per-sample PIL crop to uint8, batched rest)``."""
     import torchvision.transforms as T
 
-    crop = T.Compose([T.RandomResizedCrop(size, scale=tuple(scale)), T.PILToTensor()])
+    crop = T.Compose([T.RandomResizedCrop(size, scale=tuple(aug.scale)), T.PILToTensor()])
 
     def rest(x: Tensor, g: torch.Generator) -> Tensor:
-        x = A.color_jitter(x, *JITTER, p=0.8, generator=g)
-        x = A.random_grayscale(x, 0.2, generator=g)
-        if blur:
+        if aug.gray_first:
+            x = A.random_grayscale(x, aug.p_gray, generator=g)
+        if aug.jitter is not None:
+            x = A.color_jitter(x, *aug.jitter, p=aug.p_jitter, generator=g)
+        if not aug.gray_first:
+            x = A.random_grayscale(x, aug.p_gray, generator=g)
+        if aug.blur:
             x = A.gaussian_blur(x, (0.1, 2.0), 0.5, generator=g)
         return A.random_hflip(x, generator=g)
 
     return crop, rest
+
+
+def imagenet_linear(size: int = 224):
+    """The official ImageNet linear evaluation's training transform (imix main_lincls.py
+    L349-356): RandomResizedCrop(size) (scale 0.08-1), flip, normalisation."""
+    import torchvision.transforms as T
+
+    return T.Compose([
+        T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ToTensor(),
+        T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+    ])  # fmt: skip
 
 
 def imagenet(
@@ -548,6 +670,7 @@ def imagenet(
     workers: int = 8,
     name: str = "imagenet",
     class_ratio: float = 1.0,
+    augment: Mapping[str, Any] | None = None,
 ) -> LoaderDomain:
     """ImageNet in ImageFolder layout, streamed by DataLoader workers with the MoCo v2 pipeline.
 
@@ -575,14 +698,15 @@ def imagenet(
     if class_ratio != 1.0:
         found = classes or sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
         pretrain, _ = image_folder(root / "train", imix_class_subset(found, class_ratio), how)
+    size, aug = resolve_augment(size, (0.2, 1.0), blur, augment)
     hybrid: dict = {}
     if pipeline == "device":
-        crop, rest = crop_then_device_ops(size, blur)
+        crop, rest = crop_then_device_ops(size, aug)
         train_transform = torchvision_seeded(crop)
         hybrid = {"device_augment": rest, "normalize": A.Normalize(IMAGENET_MEAN, IMAGENET_STD)}
     else:
         train_transform = torchvision_seeded(
-            reference_augment(size, IMAGENET_MEAN, IMAGENET_STD, blur=blur)
+            reference_augment(size, IMAGENET_MEAN, IMAGENET_STD, aug)
         )
     return LoaderDomain(
         name=name,
@@ -595,6 +719,7 @@ def imagenet(
         eval_transform=reference_eval(IMAGENET_MEAN, IMAGENET_STD, size=size, resize=resize),
         workers=workers,
         input_stats=(list(IMAGENET_MEAN), list(IMAGENET_STD)),
+        linear_transform=torchvision_seeded(imagenet_linear(size)),
         **hybrid,
     )
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -116,6 +116,28 @@ class _TwoViews(Dataset):
         )
 
 
+@dataclass
+class _Unseeded:
+    """A deterministic transform in the ``SeededTransform`` signature."""
+
+    transform: Callable[[Any], Tensor]
+
+    def __call__(self, sample: Any, seed: int) -> Tensor:
+        return self.transform(sample)
+
+
+class _LinearTrain(Dataset):
+    def __init__(self, source: Source, transform: SeededTransform, seed: int, epoch: int) -> None:
+        self.source, self.transform, self.seed, self.epoch = source, transform, seed, epoch
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        x = self.transform(self.source.load(i), sample_seed(self.seed, self.epoch, i, "linear"))
+        return x, int(self.source.labels[i])
+
+
 class _Eval(Dataset):
     def __init__(self, source: Source, transform: Callable[[Any], Tensor]) -> None:
         self.source, self.transform = source, transform
@@ -151,6 +173,8 @@ class LoaderDomain:
     pin_memory: bool | None = None  # None: when the device is CUDA
     prefetch_factor: int = 4
     input_stats: tuple[list[float], list[float]] | None = None  # as InMemoryDomain.input_stats
+    # the official linear evaluation's training transform (seeded); None: ``eval_transform``
+    linear_transform: SeededTransform | None = None
     _in_shape: list[int] | None = field(default=None, repr=False)
 
     @property
@@ -232,6 +256,34 @@ class LoaderDomain:
                 yield x1, x2, idx.to(device, non_blocking=True)
             else:
                 yield x1, x2
+
+    def without_augmentation(self) -> LoaderDomain:
+        """This domain with pre-training views that are the evaluation inputs themselves (the
+        official ``--no-aug``); the hybrid device stage is dropped (``eval_transform``
+        normalises)."""
+        return replace(
+            self,
+            train_transform=_Unseeded(self.eval_transform),
+            device_augment=None,
+            normalize=None,
+        )
+
+    def linear_batches(
+        self, epoch: int, batch_size: int, *, seed: int, device: torch.device
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        """One epoch of the official linear evaluation's training batches: the labelled training
+        split in a seeded order, full batches only, through ``linear_transform``."""
+        n = len(self.train)
+        order = torch.randperm(n, generator=step_generator(seed, epoch, "linear"))
+        batches = [
+            order[i * batch_size : (i + 1) * batch_size].tolist() for i in range(n // batch_size)
+        ]
+        if not batches:
+            return
+        transform = self.linear_transform or _Unseeded(self.eval_transform)
+        ds = _LinearTrain(self.train, transform, seed, epoch)
+        for x, y in self._loader(ds, batches, device):
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
     def eval_batches(
         self, split: str, batch_size: int, *, device: torch.device

@@ -3,8 +3,10 @@
 ``root`` is the extracted ``speech_commands_v0.01.tar.gz``: ``<word>/*.wav`` (30 word folders,
 16 kHz 1 s clips), ``_background_noise_/*.wav``, ``validation_list.txt``, ``testing_list.txt``.
 Classes (in the official order): ``unknown, silence, yes, no, up, down, left, right, on, off,
-stop, go``; every other word is ``unknown``; ``silence`` clips (all zeros) are added to each
-split, 10% of its size. Train = the clips in neither list; test = ``testing_list.txt``.
+stop, go``; every other word is ``unknown``; ``silence`` clips (all zeros) are added to the
+training split, 10% of its size (``SpeechCommandsDataset``'s default, used for pre-training and
+the linear classifier's training set), and none to the test split (``silence_percentage=0``,
+imix main_lincls.py L443). Train = the clips in neither list; test = ``testing_list.txt``.
 
 Pre-training pipeline (the official ``transforms_wav`` / ``transforms_stft`` chain; each step
 applied with probability 0.5): amplitude x U(0.7, 1.1); speed and pitch change by resampling
@@ -176,9 +178,11 @@ def _read_list(path: Path) -> set[str]:
 
 
 def speech_splits(
-    root: Path, silence_fraction: float = 0.1
+    root: Path, silence_fraction: float = 0.1, test_silence_fraction: float = 0.0
 ) -> tuple[SpeechSource, SpeechSource, SpeechSource]:
-    """``(train, validation, test)`` sources of the official lists, with silence added."""
+    """``(train, validation, test)`` sources of the official lists; silence clips added to the
+    training split (``silence_fraction`` of its size) and to the evaluation splits
+    (``test_silence_fraction``; the official evaluation adds none)."""
     how = (
         f"{root}/ as extracted from speech_commands_v0.01.tar.gz "
         "(http://download.tensorflow.org/data/speech_commands_v0.01.tar.gz): <word>/*.wav, "
@@ -201,7 +205,8 @@ def speech_splits(
     out = []
     for s in ("train", "val", "test"):
         paths, labels = splits[s]
-        n_sil = int(len(paths) * silence_fraction)
+        frac = silence_fraction if s == "train" else test_silence_fraction
+        n_sil = int(len(paths) * frac)
         out.append(SpeechSource(paths + [None] * n_sil, labels + [index["silence"]] * n_sil))
     return out[0], out[1], out[2]
 
@@ -286,13 +291,14 @@ def speech_commands(
     pipeline: str = "device",
     workers: int = 4,
     silence_fraction: float = 0.1,
+    test_silence_fraction: float = 0.0,
     noise_p: float = 0.5,
     noise_max: float = 0.45,
 ) -> LoaderDomain | WaveDomain:
     """Speech Commands v0.01, 12 classes, ``[1, 32, 32]`` log-mel inputs (see module doc)."""
     check_pipeline(pipeline, ("device", "reference"), "speech_commands")
     root_p = root_path(root, "speech_commands")
-    train, _, test = speech_splits(root_p, silence_fraction)
+    train, _, test = speech_splits(root_p, silence_fraction, test_silence_fraction)
     noise = background_chunks(root_p / NOISE_DIR)
     if pipeline == "device":
         return _device_domain(root_p, train, test, noise, noise_p, noise_max)

@@ -141,6 +141,7 @@ def simclr(
     temperature: float,
     mix_temperature: float,
     mix_weight: float,
+    separate_passes: bool,
 ) -> SimCLR:
     return SimCLR(
         backbone=backbone,
@@ -149,6 +150,7 @@ def simclr(
         temperature=temperature,
         mix_temperature=mix_temperature,
         mix_weight=mix_weight,
+        separate_passes=separate_passes,
     )
 
 

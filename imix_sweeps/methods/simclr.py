@@ -5,7 +5,10 @@ SimCLR baselines of MixCo and Un-Mix.
   with the mixture of view 1 encoded in its own pass (NT-Xent is already symmetric);
 - ``mixco`` (MixCo's SimCLR variant): each view's B/2 mixtures (own draws) scored against the
   other view's projections (not detached), ``[B/2, B] / mix_temperature`` with soft targets;
-  each term added with weight ``mix_weight / 2``.
+  each term added with weight ``mix_weight / 2``. ``separate_passes``: the two views and the
+  two sets of mixtures go through the encoder in four passes, each with its own BatchNorm
+  statistics, as MixCo's ``simclr/pretrain.py`` (``_step`` L167-180, ``_mix_step`` L183-204);
+  otherwise one pass over all 3B inputs.
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ class SimCLR(nn.Module):
         temperature: float,
         mix_temperature: float,
         mix_weight: float,
+        separate_passes: bool,
     ) -> None:
         super().__init__()
         check_family("simclr", mix, FAMILIES)
+        self.separate_passes = separate_passes
         self.encoder = Encoder(backbone, head)
         self.mix = mix
         self.temperature = temperature
@@ -54,8 +59,11 @@ class SimCLR(nn.Module):
             m1 = self.mix.fn(x1, generator=generator)
             m2 = self.mix.fn(x2, generator=generator)
             h = b // 2
-            z = self.encoder(torch.cat([x1, x2, m1.x, m2.x]))  # [3B, D]
-            z1, z2, zm1, zm2 = z[:b], z[b : 2 * b], z[2 * b : 2 * b + h], z[2 * b + h :]
+            if self.separate_passes:
+                z1, z2, zm1, zm2 = (self.encoder(v) for v in (x1, x2, m1.x, m2.x))
+            else:
+                z = self.encoder(torch.cat([x1, x2, m1.x, m2.x]))  # [3B, D]
+                z1, z2, zm1, zm2 = z[:b], z[b : 2 * b], z[2 * b : 2 * b + h], z[2 * b + h :]
             mix_term = 0.5 * (
                 mixco_loss(zm1, z2, m1.lam, self.mix_temperature)
                 + mixco_loss(zm2, z1, m2.lam, self.mix_temperature)
