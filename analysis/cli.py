@@ -69,7 +69,7 @@ def _runs(paths: list[str] | None) -> pd.DataFrame:
 def cmd_collect(a: argparse.Namespace) -> int:
     import warnings
 
-    from analysis.progress import progress
+    from imix_sweeps.progress import progress
 
     kept = _warn_missing(a.run_dirs)
     if not kept:
@@ -173,8 +173,8 @@ def _grid(a: argparse.Namespace) -> int:
 def cmd_status(a: argparse.Namespace) -> int:
     import warnings
 
-    from analysis.progress import progress
     from analysis.status import sweep_status
+    from imix_sweeps.progress import progress
 
     kept = _warn_missing(a.dirs)
     if not kept:

@@ -349,7 +349,7 @@ def plot_all(
     progress: bool = False,
 ) -> list[Path]:
     """Every figure of ``kinds``; ``max_legend`` caps the lines (and legend entries) per panel."""
-    from analysis.progress import progress as bar
+    from imix_sweeps.progress import progress as bar
 
     out = Path(out)
     written: list[Path] = []

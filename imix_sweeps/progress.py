@@ -1,4 +1,5 @@
-"""Progress for long loops: a tqdm bar on a terminal, a plain line now and then otherwise.
+"""Progress for long loops (collect, status, plot, one-time dataset preprocessing): a tqdm
+bar on a terminal, a plain line now and then otherwise.
 
 ``progress(items, "collect")`` yields the items unchanged. On a terminal (stderr is a TTY)
 and with tqdm installed it draws a bar; otherwise it prints ``collect: N done (R/s)`` to
