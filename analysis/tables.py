@@ -399,7 +399,7 @@ class RenderedTable:
         cols = list(spec.cols)
         key_of = {}
         for r in self.results:
-            ck = tuple(_label(r.cell, [f]) for f in cols) if cols else ("top-1",)
+            ck = tuple(pretty(f, _field(r.cell, f)) for f in cols) if cols else ("top-1",)
             key_of[id(r)] = (_label(r.cell, spec.rows), ck)
         col_keys = list(dict.fromkeys(k[1] for k in key_of.values()))
         row_keys = list(dict.fromkeys(k[0] for k in key_of.values()))
