@@ -455,10 +455,14 @@ class RenderedTable:
             if reported_row:
                 lines.append(" & ".join(rep) + " \\\\")
         lines += ["\\bottomrule", "\\end{tabular}"]
-        cap = caption or (
-            spec.title
-            + ". Ours: mean $\\pm$ std over seeds; best per row in bold"
-            + ("; reported: as printed by the source." if reported_row else ".")
+        cap = (
+            _tex(caption)
+            if caption
+            else (
+                _tex(spec.title)
+                + ". Ours: mean $\\pm$ std over seeds; best per row in bold"
+                + ("; reported: as printed by the source." if reported_row else ".")
+            )
         )
         lines.append(f"\\caption{{{cap}}}")
         lines.append(f"\\label{{{label or 'tab:' + slug(spec.paper + ' ' + spec.table)}}}")

@@ -316,6 +316,7 @@ def test_cli_table_and_summary(
     assert "\\textbf{94.9 $\\pm$ 0.1}" in paper  # the best of the CIFAR-10 row, in bold
     assert "93.3 $\\pm$ 0.3" in paper and "\\quad reported" in paper
     assert "\\caption{" in paper and "\\label{tab:imix_table_1}" in paper
+    assert "(\\%)" in paper and "(%)" not in paper  # a bare % would comment out the rest
     assert "\\multicolumn{2}{c}{N-pair}" in paper and "\\cmidrule(lr){2-3}" in paper
     layout = pd.read_csv(out / "imix_table_1.csv", index_col=0)
     assert layout.shape == (4, 6)
