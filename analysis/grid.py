@@ -23,21 +23,6 @@ import pandas as pd
 from analysis.tables import mean_std, pretty
 
 METRICS = ("linear_top1", "knn_top1", "fewshot_top1")
-# Fields a sweep commonly varies, in the order they are preferred as row keys.
-AXES = (
-    "domain",
-    "backbone",
-    "method",
-    "epochs",
-    "batch_size",
-    "eval",
-    "lr",
-    "temperature",
-    "alpha",
-    "queue_size",
-    "symmetric",
-    "mix",
-)
 BASELINE_MIX = "none"
 
 
@@ -78,21 +63,59 @@ def filter_runs(runs: pd.DataFrame, where: dict[str, list[str]]) -> pd.DataFrame
     return runs
 
 
-def sweep_axes(runs: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """Rows and columns for a sweep's own table: the fields that take more than one value.
+# The order in which varying fields are considered: a field that is a function of the fields
+# already kept (alpha of mix, backbone of domain, lr of batch size...) is not an axis of its own.
+AXIS_ORDER = (
+    "method",
+    "mix",
+    "domain",
+    "epochs",
+    "batch_size",
+    "eval",
+    "backbone",
+    "lr",
+    "temperature",
+    "alpha",
+    "queue_size",
+    "symmetric",
+)
 
-    ``mix`` (when it varies) is the column, the other varying fields are the rows; with no
-    varying mix the last varying field becomes the column. Seeds are always pooled.
+
+def varying(values: dict[str, list]) -> list[str]:
+    """The fields (in the given order) that vary and are not determined by those before."""
+    kept: list[str] = []
+    for a, col in values.items():
+        if len(set(col)) <= 1:
+            continue
+        seen: dict[tuple, object] = {}
+        dependent = bool(kept)
+        for i, v in enumerate(col):
+            if seen.setdefault(tuple(values[b][i] for b in kept), v) != v:
+                dependent = False
+                break
+        if not dependent:
+            kept.append(a)
+    return kept
+
+
+def sweep_axes(runs: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """Rows and columns for a sweep's own table: the fields the sweep varies.
+
+    A field counts when it takes more than one value and is not determined by the fields
+    already counted (``alpha`` follows ``mix``, ``backbone`` follows ``domain``). ``mix`` (when
+    it varies) is the column, the other fields are the rows; with no varying mix the last
+    varying field becomes the column. Seeds are always pooled.
     """
-    varying = [a for a in AXES if a in runs.columns and runs[a].map(_key).nunique(dropna=False) > 1]
-    if not varying:
+    fields = [a for a in AXIS_ORDER if a in runs.columns]
+    kept = varying({a: [_key(v) for v in runs[a]] for a in fields})
+    if not kept:
         return ["method"], ["mix"]
-    if "mix" in varying:
-        rows = [a for a in varying if a != "mix"] or ["method"]
+    if "mix" in kept:
+        rows = [a for a in kept if a != "mix"] or ["method"]
         return rows, ["mix"]
-    if len(varying) == 1:
-        return ["method"] if varying[0] != "method" else ["domain"], varying
-    return varying[:-1], varying[-1:]
+    if len(kept) == 1:
+        return ["method"] if kept[0] != "method" else ["domain"], kept
+    return kept[:-1], kept[-1:]
 
 
 def _key(v: object) -> object:
@@ -342,12 +365,14 @@ def grid_table(
     row_keys: list[tuple] = []
     col_keys: list[tuple] = []
     if len(runs):
-        kv = runs[keys].map(_key) if hasattr(runs, "map") else runs[keys].applymap(_key)
+        key_rows = [
+            tuple(_key(v) for v in t) for t in runs[keys].itertuples(index=False, name=None)
+        ]
         status = runs["status"].astype(str).to_numpy()
         values = pd.to_numeric(runs[metric], errors="coerce").to_numpy()
         reasons = runs["reason"].to_numpy() if "reason" in runs else [None] * len(runs)
         groups: dict[tuple[tuple, tuple], list[int]] = {}
-        for i, t in enumerate(kv.itertuples(index=False, name=None)):
+        for i, t in enumerate(key_rows):
             groups.setdefault((t[: len(rows)], t[len(rows) :]), []).append(i)
         for (r, c), idx in groups.items():
             ok = [values[i] for i in idx if status[i] == "ok"]

@@ -173,7 +173,7 @@ def sweep_status(
     collected: Collected | None = None,
 ) -> list[SweepStatus]:
     """One ``SweepStatus`` per sweep directory found under ``paths``."""
-    from analysis.grid import AXES, _key
+    from analysis.grid import AXIS_ORDER, _key, varying
 
     now = time.time() if now is None else now
     c = collected or collect(list(paths), curves=False)
@@ -190,14 +190,14 @@ def sweep_status(
     runs = with_effective_status(c.runs, now)
     # Plain Python over the records: per-group pandas calls cost ~1 ms each, which adds up to
     # minutes for 100,000 runs in 1,000 sweeps.
-    cols = [a for a in AXES if a in runs.columns]
+    cols = [a for a in AXIS_ORDER if a in runs.columns]
     recs = runs[[*cols, "status", "reason", "path", "cell_hash", "config_hash", "seconds_left"]]
     by_sweep: dict[str, list[dict]] = {}
     for r in recs.to_dict("records"):
         by_sweep.setdefault(os.path.dirname(str(r["path"])), []).append(r)
     for sweep in sorted(by_sweep):
         g = by_sweep[sweep]
-        axes = [a for a in cols if len({_key(r[a]) for r in g}) > 1] or ["method", "mix"]
+        axes = varying({a: [_key(r[a]) for r in g] for a in cols}) or ["method", "mix"]
         if "mix" in axes:  # the column axis last, as in the sweep's table
             axes = [a for a in axes if a != "mix"] + ["mix"]
         cells_by: dict[str, list[dict]] = {}

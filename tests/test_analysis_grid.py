@@ -151,6 +151,21 @@ def test_sweep_axes_with_two_varying_fields_and_no_mix(tmp_path: Path) -> None:
     assert sweep_axes(runs) == (["domain"], ["epochs"])
 
 
+def test_fields_that_follow_a_swept_one_are_not_axes(tmp_path: Path) -> None:
+    """alpha follows mix (null without a mix), lr follows the batch size: neither is an axis."""
+    i = 0
+    for mix, alpha in (("none", None), ("imixup", 1.0)):
+        for bs in (128, 256):
+            for seed in (0, 1):
+                write_run(tmp_path / f"r{i}", config_hash=f"a{i}", mix=mix, alpha=alpha,
+                          batch_size=bs, lr=0.125 * bs / 256, seed=seed)  # fmt: skip
+                i += 1
+    runs = collect([tmp_path], curves=False).runs
+    assert sweep_axes(runs) == (["batch_size"], ["mix"])
+    md = grid_table(runs, *sweep_axes(runs)).markdown()
+    assert "| bs 128 | 90.0 ± 0.0 (2) | 90.0 ± 0.0 (2) | +0.0 |" in md and "nan" not in md
+
+
 # ----------------------------------------------------------------------------- robustness
 def test_unknown_paper_or_table_exits_non_zero_with_the_valid_names(capsys) -> None:
     with pytest.raises(SystemExit, match=r"unknown paper 'foo'; papers: cmc, imix, unmix") as e:
