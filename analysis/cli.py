@@ -33,6 +33,12 @@ METRIC_CHOICES = ("linear_top1", "knn_top1", "fewshot_top1")
 class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Defaults shown in every option's help, descriptions kept as written."""
 
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "(default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text  # said in the text already, or nothing to show (flags, optional values)
+        return super()._get_help_string(action)
+
 
 def _warn_missing(paths: list[str]) -> list[str]:
     """The paths that exist; a warning on stderr for each one that does not."""

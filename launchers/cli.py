@@ -47,6 +47,12 @@ PRESETS = ("slurm", "slurm_cpu", "local")
 class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Defaults shown in every option's help, the description kept as written."""
 
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "(default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text  # said in the text already, or nothing to show (flags, optional values)
+        return super()._get_help_string(action)
+
 
 def _no_task(cfg: DictConfig) -> None:  # the jobs call imix_sweeps.run.run themselves
     raise AssertionError("not called")
