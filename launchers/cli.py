@@ -201,6 +201,16 @@ def totals(plans: list[PlannedRun], checks: list[Check], params: dict) -> list[s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `... --dry-run | head`: the reader is gone; end quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m launchers",
         description=__doc__,
