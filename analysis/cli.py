@@ -121,11 +121,12 @@ def _resolve_tables(a: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def cmd_table(a: argparse.Namespace) -> int:
-    if a.rows or a.cols:
-        return _grid(a)
+    if a.rows or a.cols or (a.runs and not (a.all or a.paper)):
+        return _grid(a)  # a table of one's own runs (no --rows/--cols: the swept fields)
     if not (a.all or a.paper):
         raise SystemExit(
-            "error: give --rows/--cols (a table of your own runs), or --paper [--table], or --all"
+            "error: give --runs DIR [--rows/--cols] (a table of your own runs), "
+            "or --paper [--table], or --all"
         )
     from analysis.tables import render, write_table
 

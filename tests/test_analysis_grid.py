@@ -125,6 +125,8 @@ def test_cli_table_of_own_runs_writes_md_tex_csv(sweep: Path, tmp_path: Path, ca
     ]
     assert main(["table", "--runs", str(sweep), "--rows", "method", "--out", ""]) == 0
     assert "| MoCo v2 |" in capsys.readouterr().out  # --cols defaults to the swept mix
+    assert main(["table", "--runs", str(sweep), "--out", ""]) == 0  # both from the sweep
+    assert "| method | none | i-Mix | Δ |" in capsys.readouterr().out
     assert main(["table", "--runs", str(sweep), "--rows", "method", "--where", "seed=9"]) == 1
     with pytest.raises(SystemExit, match="no run field 'colour'"):
         main(["table", "--runs", str(sweep), "--rows", "colour", "--out", ""])
