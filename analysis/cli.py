@@ -203,9 +203,13 @@ def cmd_status(a: argparse.Namespace) -> int:
 def cmd_summary(a: argparse.Namespace) -> int:
     from analysis.tables import summary, summary_markdown
 
+    paper = None
+    if a.paper:
+        a.all, a.table = False, None
+        paper = _resolve_tables(a)[0][0]  # case-insensitive; unknown: exit with the names
     runs = _runs(a.runs)
     try:
-        df = summary(runs, paper=a.paper, tol=a.tol, std_k=a.std_k, reported=a.reported)
+        df = summary(runs, paper=paper, tol=a.tol, std_k=a.std_k, reported=a.reported)
     except KeyError as e:
         raise SystemExit(f"error: {e.args[0]}") from None
     md = summary_markdown(df)

@@ -175,6 +175,10 @@ def test_unknown_paper_or_table_exits_non_zero_with_the_valid_names(capsys) -> N
     assert e.value.code != 0
     assert main(["table", "--paper", "IMIX", "--table", "table  1", "--out", ""]) == 0
     assert "i-Mix Table 1" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match=r"unknown paper 'bar'; papers: cmc, imix, unmix"):
+        main(["summary", "--paper", "bar", "--out", ""])
+    assert main(["summary", "--paper", "UnMix", "--out", ""]) == 0
+    assert "| unmix |" in capsys.readouterr().out
 
 
 def test_help_lists_defaults_and_choices(capsys) -> None:
