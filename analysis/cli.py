@@ -85,7 +85,7 @@ def cmd_collect(a: argparse.Namespace) -> int:
         c = collect(
             a.run_dirs,  # the missing ones become `missing` issues
             curves=not a.no_curves,
-            progress=lambda it: progress(it, "collect", unit="results.json"),
+            progress=lambda it: progress(it, "collect", unit="run dirs"),
         )
     paths = write(c, a.out)
     print(c.describe())

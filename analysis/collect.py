@@ -253,11 +253,16 @@ def dedupe(df: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str, str]]]:
     return kept.sort_values("path", kind="stable").reset_index(drop=True), issues
 
 
-def read_curves(run_dirs: Iterable[str], hashes: Iterable[str]) -> tuple[pd.DataFrame, list]:
+def read_curves(
+    run_dirs: Iterable[str],
+    hashes: Iterable[str],
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> tuple[pd.DataFrame, list]:
     """Long table of ``metrics.jsonl`` rows for the given runs (corrupt lines reported)."""
     rows: list[dict] = []
     issues: list[tuple[str, str, str]] = []
-    for d, h in zip(run_dirs, hashes):
+    pairs: Iterable = zip(run_dirs, hashes)
+    for d, h in progress(pairs) if progress is not None else pairs:
         p = os.path.join(d, METRICS)
         try:
             with open(p, "rb") as f:
@@ -347,7 +352,7 @@ def collect(
     df = df[list(COLUMNS) + extra]
     cur = pd.DataFrame()
     if curves and len(df):
-        cur, cissues = read_curves(df["path"], df["config_hash"])
+        cur, cissues = read_curves(df["path"], df["config_hash"], progress)
         issues += cissues
     issues_df = pd.DataFrame(issues, columns=list(ISSUE_COLUMNS))
     return Collected(df, issues_df, cur, n_files=n, seconds=time.perf_counter() - t0)
