@@ -17,7 +17,8 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,6 +117,17 @@ class Collected:
             f"{self.n_files} results.json files -> {len(self.runs)} configs "
             f"({n_ok} ok); {by_kind}; {self.seconds:.2f}s"
         )
+
+
+def existing(paths: Iterable[str | os.PathLike]) -> tuple[list[str], list[str]]:
+    """``(paths that exist, paths that do not)``; all missing raises ``FileNotFoundError``."""
+    found: list[str] = []
+    missing: list[str] = []
+    for p in map(os.fspath, paths):
+        (found if os.path.exists(p) else missing).append(p)
+    if missing and not found:
+        raise FileNotFoundError(f"no such run directory: {', '.join(missing)}")
+    return found, missing
 
 
 def find_results(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
@@ -241,11 +253,16 @@ def dedupe(df: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str, str]]]:
     return kept.sort_values("path", kind="stable").reset_index(drop=True), issues
 
 
-def read_curves(run_dirs: Iterable[str], hashes: Iterable[str]) -> tuple[pd.DataFrame, list]:
+def read_curves(
+    run_dirs: Iterable[str],
+    hashes: Iterable[str],
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> tuple[pd.DataFrame, list]:
     """Long table of ``metrics.jsonl`` rows for the given runs (corrupt lines reported)."""
     rows: list[dict] = []
     issues: list[tuple[str, str, str]] = []
-    for d, h in zip(run_dirs, hashes):
+    pairs: Iterable = zip(run_dirs, hashes)
+    for d, h in progress(pairs) if progress is not None else pairs:
         p = os.path.join(d, METRICS)
         try:
             with open(p, "rb") as f:
@@ -280,13 +297,30 @@ def read_curves(run_dirs: Iterable[str], hashes: Iterable[str]) -> tuple[pd.Data
     return curves, issues
 
 
-def collect(paths: Iterable[str | os.PathLike], *, curves: bool = True) -> Collected:
-    """Read every results.json under ``paths``; see the module docstring."""
+def collect(
+    paths: Iterable[str | os.PathLike],
+    *,
+    curves: bool = True,
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> Collected:
+    """Read every results.json under ``paths``; see the module docstring.
+
+    A path that does not exist is reported as a ``missing`` issue (and warned about); only when
+    none exists is it an error (``FileNotFoundError``). ``progress`` wraps the file iterator
+    (e.g. a progress bar).
+    """
     t0 = time.perf_counter()
     records: list[dict] = []
     issues: list[tuple[str, str, str]] = []
+    found, missing = existing(paths)
+    for p in missing:
+        warnings.warn(f"no such run directory: {p} (skipped)", stacklevel=2)
+        issues.append((p, "missing", "no such run directory"))
     n = 0
-    for path in find_results(paths):
+    files: Iterable[str] = find_results(found)
+    if progress is not None:
+        files = progress(files)
+    for path in files:
         n += 1
         rec, issue = read_one(path)
         if issue:
@@ -318,10 +352,66 @@ def collect(paths: Iterable[str | os.PathLike], *, curves: bool = True) -> Colle
     df = df[list(COLUMNS) + extra]
     cur = pd.DataFrame()
     if curves and len(df):
-        cur, cissues = read_curves(df["path"], df["config_hash"])
+        cur, cissues = read_curves(df["path"], df["config_hash"], progress)
         issues += cissues
     issues_df = pd.DataFrame(issues, columns=list(ISSUE_COLUMNS))
     return Collected(df, issues_df, cur, n_files=n, seconds=time.perf_counter() - t0)
+
+
+# ----------------------------------------------------------------------------- liveness
+LOST_MIN_S = 300.0  # a run is never called lost before 5 minutes without a sign of life
+
+
+def lost_after(record: dict) -> float:
+    """Seconds without a sign of life after which a ``running`` record counts as lost.
+
+    3 x ``heartbeat_interval_s`` when the record has one, never less than 5 minutes. Records
+    without a heartbeat (older runs) only show life per epoch, so for them the bound also
+    covers 3 x their last ``epoch_seconds`` when known (``last_epoch_seconds``).
+    """
+    bound = LOST_MIN_S
+    for key in ("heartbeat_interval_s", "last_epoch_seconds"):
+        v = record.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0:
+            bound = max(bound, 3.0 * float(v))
+    return bound
+
+
+def last_sign_of_life(record: dict) -> float | None:
+    """Unix time of the newest heartbeat, else of the newest results.json / metrics.jsonl write."""
+    hb = record.get("heartbeat")
+    if isinstance(hb, (int, float)) and not isinstance(hb, bool) and math.isfinite(hb):
+        return float(hb)
+    times = [
+        float(t)
+        for t in (record.get("mtime"), record.get("metrics_mtime"))
+        if isinstance(t, (int, float)) and t == t
+    ]
+    run_dir = record.get("path") or record.get("run_dir")
+    if run_dir and "metrics_mtime" not in record:
+        for name in (RESULTS, METRICS):
+            try:
+                times.append(os.stat(os.path.join(str(run_dir), name)).st_mtime)
+            except OSError:
+                pass
+    return max(times) if times else None
+
+
+def effective_status(record: dict, now: float) -> str:
+    """The status to show for a results.json record at unix time ``now``.
+
+    ``ok`` / ``failed`` / ``preempted`` as recorded. ``running`` becomes ``lost`` when the
+    run's last sign of life (its ``heartbeat``, a unix time, else the mtime of results.json /
+    metrics.jsonl) is older than ``lost_after(record)``: 3 x ``heartbeat_interval_s``, at least
+    5 minutes. A running record with no sign of life at all stays ``running``.
+    """
+    status = str(record.get("status") or "unknown")
+    if status != "running":
+        return status
+    last = last_sign_of_life(record)
+    if last is None:
+        return "running"
+    return "lost" if now - last > lost_after(record) else "running"
 
 
 def write(c: Collected, out_dir: str | os.PathLike) -> list[Path]:

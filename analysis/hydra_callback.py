@@ -1,6 +1,12 @@
-"""A Hydra callback that prints the demo table when a multirun ends.
+"""Hydra callbacks that print a table of the sweep's own runs when a multirun ends.
 
-Wire it into a sweep config::
+``SweepTable`` is wired into every sweep by ``conf/config.yaml`` (``hydra.callbacks.summary``):
+at the end of ``imix-sweeps --multirun ...`` it collects the sweep dir and prints
+``imix-analysis table`` over the sweep's own swept axes (the fields that vary: ``mix`` as the
+columns with Δ against ``mix=none``, the others as rows; seeds pooled), for every top-1 the
+runs recorded, and writes it to ``<sweep dir>/summary.md``.
+
+``SummaryTable`` is the demo's layout (``conf/sweep/demo.yaml`` puts it in the same slot)::
 
     hydra:
       callbacks:
@@ -24,6 +30,53 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
+
+
+def _left_out(issues) -> str:
+    shown = issues[issues["kind"] != "duplicate"]
+    if not len(shown):
+        return ""
+    return "\nRuns left out:\n\n" + "".join(
+        f"- {r.kind}: {Path(r.path).name}: {r.detail}\n" for r in shown.itertuples()
+    )
+
+
+class SweepTable(Callback):
+    """Mean ± std (n) per cell of the swept axes, Δ against mix=none; see the module doc."""
+
+    def __init__(self, filename: str = "summary.md", metrics: list[str] | None = None):
+        self.filename = filename
+        self.metrics = list(metrics or ("linear_top1", "fewshot_top1", "knn_top1"))
+
+    def render(self, sweep_dir: Path) -> str:
+        from analysis.collect import collect
+        from analysis.grid import grid_table, sweep_axes
+
+        c = collect([sweep_dir], curves=False)
+        text = f"## Sweep summary: {sweep_dir}\n\n"
+        runs = c.runs
+        if runs.empty:
+            return text + "No runs found.\n" + _left_out(c.issues)
+        rows, cols = sweep_axes(runs)
+        parts = []
+        for m in self.metrics:
+            if m not in runs or not runs[m].notna().any():
+                continue
+            parts.append(grid_table(runs, rows, cols, metric=m).markdown())
+        if not parts:  # nothing finished: still show where each cell stands
+            parts.append(grid_table(runs, rows, cols, metric=self.metrics[0]).markdown())
+        return text + "\n".join(parts) + _left_out(c.issues)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        try:
+            text = self.render(sweep_dir)
+            (sweep_dir / self.filename).write_text(text)
+        except Exception as e:  # the table is a convenience; never fail the sweep over it
+            log.error("sweep table for %s failed: %s: %s", sweep_dir, type(e).__name__, e)
+            return
+        print("\n" + text, flush=True)
+        log.info("wrote %s", sweep_dir / self.filename)
 
 
 class SummaryTable(Callback):

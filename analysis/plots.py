@@ -120,7 +120,12 @@ def plot_epochs_reported(
 
 
 def plot_epochs_runs(
-    runs: pd.DataFrame, out: Path, *, metric: str = "linear_top1", fmt: Sequence[str] = ("png",)
+    runs: pd.DataFrame,
+    out: Path,
+    *,
+    metric: str = "linear_top1",
+    fmt: Sequence[str] = ("png",),
+    max_legend: int = 12,
 ) -> list[Path]:
     """Top-1 vs epochs for collected (domain, method, mix) groups run at two or more epochs."""
     ok = _ok(runs)
@@ -133,7 +138,10 @@ def plot_epochs_runs(
     domains = list(dict.fromkeys(k[0] for k, _ in groups))
     fig, axes = plt.subplots(1, len(domains), figsize=(4.6 * len(domains), 3.6), squeeze=False)
     for ax, dom in zip(axes[0], domains):
-        for i, (k, g) in enumerate(x for x in groups if x[0][0] == dom):
+        mine, left_out = _cap([x for x in groups if x[0][0] == dom], max_legend)
+        if left_out:
+            ax.text(0.0, -0.25, f"{left_out} more lines not shown", transform=ax.transAxes)
+        for i, (k, g) in enumerate(mine):
             pts = sorted((e, *mean_std(list(gg[metric]))) for e, gg in g.groupby("epochs"))
             pts = [p for p in pts if p[1] is not None]
             if not pts:
@@ -156,27 +164,52 @@ def plot_epochs_runs(
 
 
 # ----------------------------------------------------------------------------- learning curves
+def _cap(groups: list, max_lines: int) -> tuple[list, int]:
+    """The first ``max_lines`` groups (by run count, most first) and how many were left out."""
+    if max_lines <= 0 or len(groups) <= max_lines:
+        return groups, 0
+    ranked = sorted(groups, key=lambda kg: -kg[1]["config_hash"].nunique())
+    keep = {id(g) for _, g in ranked[:max_lines]}
+    return [kg for kg in groups if id(kg[1]) in keep], len(groups) - max_lines
+
+
 def plot_curves(
-    curves: pd.DataFrame, runs: pd.DataFrame, out: Path, *, fmt: Sequence[str] = ("png",)
+    curves: pd.DataFrame,
+    runs: pd.DataFrame,
+    out: Path,
+    *,
+    fmt: Sequence[str] = ("png",),
+    facet: str = "domain",
+    max_legend: int = 12,
 ) -> list[Path]:
-    """Loss (and kNN top-1) vs epoch, mean over seeds with a min-max band; one figure per domain."""
+    """Loss (and kNN top-1) vs epoch, mean over seeds with a min-max band; one figure per value
+    of ``facet`` (a runs column), at most ``max_legend`` lines (the most-run ones) per figure."""
     if curves is None or curves.empty or runs.empty:
         return []
-    meta = runs[["config_hash", "domain", "backbone", "method", "mix", "epochs"]].rename(
-        columns={"epochs": "epochs_run"}
+    if facet not in runs:
+        raise ValueError(f"--facet {facet}: no such run field")
+    cols = list(
+        dict.fromkeys(["config_hash", "domain", "backbone", "method", "mix", "epochs", facet])
     )
-    df = curves.merge(meta, on="config_hash", how="inner")
+    meta = runs[cols].rename(columns={"epochs": "epochs_run"})
+    if facet == "epochs":
+        meta["epochs"] = meta["epochs_run"]
+    keep = [c for c in ("config_hash", "epoch", "loss", "knn_top1") if c in curves]
+    df = curves[keep].merge(meta, on="config_hash", how="inner")
     if df.empty:
         return []
     written: list[Path] = []
     has_knn = "knn_top1" in df and df["knn_top1"].notna().any()
-    for dom, d in df.groupby("domain"):
+    for dom, d in df.groupby(facet):
         ncol = 2 if has_knn and d["knn_top1"].notna().any() else 1
         fig, axes = plt.subplots(1, ncol, figsize=(5.0 * ncol, 3.6), squeeze=False)
         # colour = method (x backbone x epochs), line style = mix
         colour_keys = list(dict.fromkeys(zip(d["method"], d["backbone"], d["epochs_run"])))
         mixes = list(dict.fromkeys(d["mix"]))
-        for (bb, m, x, ep), g in d.groupby(["backbone", "method", "mix", "epochs_run"]):
+        groups, left_out = _cap(
+            list(d.groupby(["backbone", "method", "mix", "epochs_run"])), max_legend
+        )
+        for (bb, m, x, ep), g in groups:
             label = f"{pretty('method', m)}{' + ' + pretty('mix', x) if x != 'none' else ''}"
             if d["backbone"].nunique() > 1:
                 label += f" ({pretty('backbone', bb)})"
@@ -185,7 +218,7 @@ def plot_curves(
             c = COLORS[colour_keys.index((m, bb, ep)) % len(COLORS)]
             ls = LINESTYLES[mixes.index(x) % len(LINESTYLES)]
             for ax, col in zip(axes[0], ["loss", "knn_top1"][:ncol]):
-                s = g.dropna(subset=[col]).groupby("epoch")[col].agg(["mean", "min", "max"])
+                s = g.groupby("epoch")[col].agg(["mean", "min", "max"]).dropna()
                 if s.empty:
                     continue
                 marker = "o" if len(s) <= 12 else None
@@ -198,11 +231,15 @@ def plot_curves(
             ax.set_xlabel("epoch")
             ax.grid(alpha=0.3)
         axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        more = f"; {left_out} more lines not shown (--where / --max-legend)" if left_out else ""
         fig.suptitle(
-            f"Learning curves: {pretty('domain', dom)} (mean over seeds, band = min-max)",
+            f"Learning curves: {pretty(facet, dom)} (mean over seeds, band = min-max){more}",
             fontsize=10,
         )
-        written += _save(fig, out, f"curves_{slug(str(dom))}", fmt)
+        name = (
+            f"curves_{slug(str(dom))}" if facet == "domain" else f"curves_{facet}_{slug(str(dom))}"
+        )
+        written += _save(fig, out, name, fmt)
     return written
 
 
@@ -251,6 +288,7 @@ def plot_gain(
     by: str = "backbone",
     metric: str = "linear_top1",
     fmt: Sequence[str] = ("png",),
+    max_legend: int = 12,
 ) -> list[Path]:
     g = gain_table(runs, by, metric=metric)
     if g.empty:
@@ -264,7 +302,11 @@ def plot_gain(
         if k != by and g[k].nunique() > 1
     ]
     line_keys = line_keys or ["method"]
-    for i, (k, d) in enumerate(g.groupby(line_keys)):
+    lines = list(g.groupby(line_keys))
+    left_out = max(0, len(lines) - max_legend) if max_legend > 0 else 0
+    if left_out:  # the lines with the most points
+        lines = sorted(lines, key=lambda kd: -len(kd[1]))[:max_legend]
+    for i, (k, d) in enumerate(lines):
         k = k if isinstance(k, tuple) else (k,)
         d = d.assign(_x=d[by].map(pos)).sort_values("_x")
         label = " ".join(pretty(f, v) for f, v in zip(line_keys, k))
@@ -286,7 +328,10 @@ def plot_gain(
     ax.set_ylabel(f"i-Mix gain, {metric.replace('_top1', '')} top-1 (pp)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    ax.set_title("i-Mix gain: top-1 with i-Mix minus without (± combined std error)", fontsize=10)
+    more = f"\n{left_out} more lines not shown (--where / --max-legend)" if left_out else ""
+    ax.set_title(
+        "i-Mix gain: top-1 with i-Mix minus without (± combined std error)" + more, fontsize=10
+    )
     return _save(fig, out, f"gain_{slug(by)}", fmt)
 
 
@@ -299,14 +344,22 @@ def plot_all(
     by: str = "backbone",
     reported: str | Path = REPORTED_CSV,
     fmt: Sequence[str] = ("png", "pdf"),
+    facet: str = "domain",
+    max_legend: int = 12,
+    progress: bool = False,
 ) -> list[Path]:
+    """Every figure of ``kinds``; ``max_legend`` caps the lines (and legend entries) per panel."""
+    from imix_sweeps.progress import progress as bar
+
     out = Path(out)
     written: list[Path] = []
-    if "epochs" in kinds:
-        written += plot_epochs_reported(runs, out, reported=reported, fmt=fmt)
-        written += plot_epochs_runs(runs, out, fmt=fmt)
-    if "curves" in kinds:
-        written += plot_curves(curves, runs, out, fmt=fmt)
-    if "gain" in kinds:
-        written += plot_gain(runs, out, by=by, fmt=fmt)
+    steps = [k for k in ("epochs", "curves", "gain") if k in kinds]
+    for kind in bar(steps, "plot", unit="kind", every_s=0.0) if progress else steps:
+        if kind == "epochs":
+            written += plot_epochs_reported(runs, out, reported=reported, fmt=fmt)
+            written += plot_epochs_runs(runs, out, fmt=fmt, max_legend=max_legend)
+        elif kind == "curves":
+            written += plot_curves(curves, runs, out, fmt=fmt, facet=facet, max_legend=max_legend)
+        else:
+            written += plot_gain(runs, out, by=by, fmt=fmt, max_legend=max_legend)
     return written

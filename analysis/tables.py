@@ -385,6 +385,90 @@ class RenderedTable:
         out += ["\\bottomrule", "\\end{tabular}"]
         return "\n".join(out) + "\n"
 
+    def latex_paper(
+        self,
+        *,
+        reported_row: bool = True,
+        caption: str | None = None,
+        label: str | None = None,
+    ) -> str:
+        """A paper-ready booktabs table: ours mean $\\pm$ std, the best mean per row in bold,
+        one multicolumn header level per column field, and (optional) the reported values
+        in a row under ours, with caption and label."""
+        spec = self.spec
+        cols = list(spec.cols)
+        key_of = {}
+        for r in self.results:
+            ck = tuple(pretty(f, _field(r.cell, f)) for f in cols) if cols else ("top-1",)
+            key_of[id(r)] = (_label(r.cell, spec.rows), ck)
+        col_keys = list(dict.fromkeys(k[1] for k in key_of.values()))
+        row_keys = list(dict.fromkeys(k[0] for k in key_of.values()))
+        by = {key_of[id(r)]: r for r in self.results}
+        levels = max(len(cols), 1)
+        lines = [
+            "\\begin{table}[t]",
+            "\\centering",
+            "\\small",
+            "\\begin{tabular}{l" + "c" * len(col_keys) + "}",
+            "\\toprule",
+        ]
+        for level in range(levels):
+            spans: list[list] = []
+            for ck in col_keys:
+                if spans and spans[-1][1] == ck[: level + 1]:
+                    spans[-1][2] += 1
+                else:
+                    spans.append([ck[level] or "baseline", ck[: level + 1], 1])
+            head = [_tex(" / ".join(spec.rows)) if level == levels - 1 else ""]
+            rules = []
+            col = 2
+            for lab, _, w in spans:
+                head.append(f"\\multicolumn{{{w}}}{{c}}{{{_tex(lab)}}}" if w > 1 else _tex(lab))
+                if level < levels - 1:
+                    rules.append(f"\\cmidrule(lr){{{col}-{col + w - 1}}}")
+                col += w
+            lines.append(" & ".join(head) + " \\\\")
+            if rules:
+                lines.append(" ".join(rules))
+        lines.append("\\midrule")
+        for rk in row_keys:
+            got = [by[(rk, ck)] for ck in col_keys if (rk, ck) in by]
+            means = [g.mean for g in got if g.n and g.mean is not None]
+            best = max(means) if len(means) > 1 else None
+            ours = [_tex(rk) + (" (ours)" if reported_row else "")]
+            rep = ["\\quad reported"]
+            for ck in col_keys:
+                r = by.get((rk, ck))
+                if r is None:
+                    ours.append("")
+                    rep.append("")
+                    continue
+                if r.n and r.mean is not None:
+                    v = f"{r.mean:.1f}" + (f" $\\pm$ {r.std:.1f}" if r.std is not None else "")
+                    if best is not None and r.mean >= best - 1e-9:
+                        v = f"\\textbf{{{v}}}"
+                    ours.append(v)
+                else:
+                    ours.append("--")
+                rep.append(_tex(fmt_reported(r.cell)) if r.cell.top1 is not None else "")
+            lines.append(" & ".join(ours) + " \\\\")
+            if reported_row:
+                lines.append(" & ".join(rep) + " \\\\")
+        lines += ["\\bottomrule", "\\end{tabular}"]
+        cap = (
+            _tex(caption)
+            if caption
+            else (
+                _tex(spec.title)
+                + ". Ours: mean $\\pm$ std over seeds; best per row in bold"
+                + ("; reported: as printed by the source." if reported_row else ".")
+            )
+        )
+        lines.append(f"\\caption{{{cap}}}")
+        lines.append(f"\\label{{{label or 'tab:' + slug(spec.paper + ' ' + spec.table)}}}")
+        lines.append("\\end{table}")
+        return "\n".join(lines) + "\n"
+
     def cells_frame(self, *, tol: float = 0.5, std_k: float = 1.0) -> pd.DataFrame:
         rows = []
         for r in self.results:
@@ -470,7 +554,11 @@ def slug(s: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", s.lower()).strip("_")
 
 
-def write_table(t: RenderedTable, out_dir: str | Path, *, tol: float = 0.5) -> list[Path]:
+def write_table(
+    t: RenderedTable, out_dir: str | Path, *, tol: float = 0.5, reported_row: bool = True
+) -> list[Path]:
+    """``.md``, ``.tex`` (the full cell text), ``_paper.tex`` (paper-ready), ``.csv``,
+    ``_cells.csv`` (one row per cell with its verdict)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     base = out / f"{t.spec.paper}_{slug(t.spec.table)}"
@@ -478,9 +566,11 @@ def write_table(t: RenderedTable, out_dir: str | Path, *, tol: float = 0.5) -> l
     paths[0].write_text(t.markdown())
     paths[1].write_text(t.latex())
     t.layout.to_csv(paths[2])
+    paper = base.parent / (base.name + "_paper.tex")
+    paper.write_text(t.latex_paper(reported_row=reported_row))
     cells = base.parent / (base.name + "_cells.csv")
     t.cells_frame(tol=tol).to_csv(cells, index=False)
-    return [*paths, cells]
+    return [*paths, paper, cells]
 
 
 # ----------------------------------------------------------------------------- summary

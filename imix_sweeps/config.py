@@ -147,6 +147,12 @@ class TrainConf:
 
 
 @dataclass
+class LoggerConf:
+    name: str = "none"  # none | tensorboard | csv | mlflow | wandb (conf/logger/)
+    sink: Any = None  # {_target_: imix_sweeps.loggers.<Logger>, ...}; called with run_dir=
+
+
+@dataclass
 class Config:
     method: MethodConf = MISSING
     mix: MixConf = MISSING
@@ -156,6 +162,7 @@ class Config:
     optim: OptimConf = MISSING
     eval: EvalConf = MISSING
     train: TrainConf = field(default_factory=TrainConf)
+    logger: LoggerConf = field(default_factory=LoggerConf)
     seed: int = 0
     experiment: str | None = None
     skip_done: bool = True  # a run dir whose results.json says ok for this config is not re-run
@@ -268,6 +275,7 @@ RUN_ONLY_KEYS = (
     "skip_done",
     "train.checkpoint_every",
     "experiment",
+    "logger",
 )
 
 

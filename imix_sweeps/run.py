@@ -24,7 +24,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from imix_sweeps import dist, hostmem
+from imix_sweeps import dist, hostmem, loggers
 from imix_sweeps.config import (
     CONF_DIR,
     build_backbone,
@@ -249,6 +249,29 @@ def evaluate(cfg: DictConfig, model, domain, device: torch.device) -> dict[str, 
     return out
 
 
+FINAL = ("linear_top1", "knn_top1", "fewshot_top1", "final_loss", "wall_seconds")
+
+
+def done_line(results: dict[str, Any]) -> str:
+    """``linear 98.60 knn 97.80`` (top-1 with two decimals; metrics not run left out)."""
+    parts = [
+        f"{name} {results[k]:.2f}"
+        for k, name in (("linear_top1", "linear"), ("knn_top1", "knn"), ("fewshot_top1", "fewshot"))
+        if isinstance(results.get(k), (int, float))
+    ]
+    return " ".join(parts) or "no evaluation"
+
+
+def start_logger(cfg: DictConfig, run_dir: Path) -> loggers.Logger:
+    """The run's ``logger`` (config group), with the config logged; none when not configured."""
+    node = OmegaConf.select(cfg, "logger")
+    if node is None or node.get("sink") is None:
+        return loggers.NullLogger()
+    logger = loggers.build(node.sink, run_dir, str(node.get("name") or "logger"))
+    logger.log_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    return logger
+
+
 def run(
     cfg: DictConfig,
     run_dir: Path,
@@ -280,6 +303,7 @@ def run(
     t0 = time.time() - float((previous or {}).get("wall_seconds") or 0.0)
     if info.is_main:
         write_results(run_dir, results)
+    logger = start_logger(cfg, run_dir) if info.is_main else loggers.NullLogger()
     try:
         validate(cfg)
         if cfg.train.threads:
@@ -309,6 +333,7 @@ def run(
             device=device,
             config_hash=results["config_hash"],
             should_stop=should_stop,
+            on_epoch=lambda row: logger.log_metrics(row, row["epoch"]),
         )
         results["final_loss"] = out.final_loss
         if out.preempted:
@@ -317,13 +342,8 @@ def run(
             if info.is_main:
                 results.update(evaluate(cfg, method, domain, device))
             results.update(status="ok", wall_seconds=round(time.time() - t0, 2), finished_at=_now())
-            log.info(
-                "done: linear %s knn %s fewshot %s (%.1fs)",
-                results["linear_top1"],
-                results["knn_top1"],
-                results["fewshot_top1"],
-                results["wall_seconds"],
-            )
+            logger.log_final({k: results[k] for k in FINAL if results.get(k) is not None})
+            log.info("done: %s (%.1fs)", done_line(results), results["wall_seconds"])
     except BaseException as e:
         results.update(
             status="failed",
@@ -335,6 +355,8 @@ def run(
             write_results(run_dir, results)
         log.error("run failed: %s\n%s", results["reason"], traceback.format_exc())
         raise
+    finally:
+        logger.close()
     if info.is_main:
         write_results(run_dir, results)
     dist.barrier()

@@ -257,7 +257,9 @@ def train(
     device: torch.device,
     config_hash: str | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> TrainResult:
+    """Pre-train ``model``; ``on_epoch`` (main rank) gets every epoch's metrics row."""
     run_dir.mkdir(parents=True, exist_ok=True)
     info = dist.info()
     amp_dtype = torch.bfloat16 if (spec.amp and device.type == "cuda") else None
@@ -387,6 +389,9 @@ def train(
             "loss": mean_loss,
             "lr": lr_at(spec, epoch, steps_per_epoch - 1, steps_per_epoch),
             "epoch_seconds": round(time.time() - t0, 3),
+            "images_per_s": round(
+                (n_steps - prev_n) * spec.batch_size / max(time.time() - t0, 1e-9), 1
+            ),
         }
         if spec.knn_every and ((epoch + 1) % spec.knn_every == 0 or epoch + 1 == spec.epochs):
             row["knn_top1"] = knn_monitor(model, domain, spec, device, amp_dtype)
@@ -394,14 +399,20 @@ def train(
         final_loss = mean_loss
         if info.is_main:
             append_metrics(run_dir, row)
+            if on_epoch is not None:
+                on_epoch(row)
             knn = f" knn {row['knn_top1']:.2f}" if "knn_top1" in row else ""
+            took = [r["epoch_seconds"] for r in history[-(epoch + 1 - start_epoch) :]]
+            eta = (spec.epochs - epoch - 1) * sum(took) / len(took)
             log.info(
-                "epoch %d/%d loss %.4f lr %.4g %.1fs%s",
+                "epoch %d/%d loss %.4f lr %.4g %.1fs %.0f img/s eta %s%s",
                 epoch + 1,
                 spec.epochs,
                 mean_loss,
                 row["lr"],
                 row["epoch_seconds"],
+                row["images_per_s"],
+                _clock(eta),
                 knn,
             )
         state = None
@@ -409,6 +420,13 @@ def train(
         if last or (spec.checkpoint_every and (epoch + 1) % spec.checkpoint_every == 0):
             save(epoch + 1, 0)
     return TrainResult(final_loss, spec.epochs, history=history)
+
+
+def _clock(seconds: float) -> str:
+    """``73`` -> ``1:13``, ``4000`` -> ``1:06:40``."""
+    s = round(max(seconds, 0.0))
+    h, rest = divmod(s, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
 def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int) -> None:

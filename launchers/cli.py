@@ -5,6 +5,12 @@ OVERRIDES are those of ``imix-sweeps``; sweeps expand as in ``--multirun`` (``se
 ``+sweep=demo`` with its ``hydra.sweeper.params``), so one command line can plan a whole sweep.
 Launcher settings are overrides too: ``hydra.launcher.partition=gpu hydra.launcher.nodes=2``.
 
+The dry run needs no cluster: it validates every run's config (``imix_sweeps.config.validate``;
+an invalid one is listed as ``invalid`` with the reason and left out of the job array) and
+estimates each run's wall time and GPU-hours, and their totals, from the step times measured
+per device type (``benchmarks/step_times.csv``) or, where none fits, a documented FLOP model
+(``launchers/estimate.py``); each line says which it used.
+
 Without ``--wait`` the command returns once the jobs are queued (printing their ids); the jobs
 write their results into the sweep dir as usual. With ``--wait`` it waits like a multirun and
 exits 1 if any run failed.
@@ -16,6 +22,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from hydra._internal.callbacks import Callbacks
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -30,10 +37,21 @@ from hydra.types import HydraContext, RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from imix_sweeps.config import CONF_DIR
+from imix_sweeps.config import CONF_DIR, ConfigError, validate
+from launchers import estimate as est
 from launchers.sweep import PlannedRun, Sweep
 
 PRESETS = ("slurm", "slurm_cpu", "local")
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown in every option's help, the description kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "(default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text  # said in the text already, or nothing to show (flags, optional values)
+        return super()._get_help_string(action)
 
 
 def _no_task(cfg: DictConfig) -> None:  # the jobs call imix_sweeps.run.run themselves
@@ -73,26 +91,154 @@ def compose_sweep(overrides: Sequence[str], launcher: str) -> tuple[Sweep, list[
     return plugin.sweep(), job_overrides
 
 
-def describe(plans: list[PlannedRun]) -> list[str]:
-    lines = []
+@dataclass
+class Check:
+    """What the dry run found for one planned run: why it is invalid, or its estimate."""
+
+    invalid: str | None = None
+    estimate: est.Estimate | None = None
+
+
+def check(
+    plans: list[PlannedRun], params: dict, device: str, rows: list[est.StepTime]
+) -> list[Check]:
+    """Validate every run's config and estimate the ones that are valid."""
+    nodes = int(params.get("nodes") or 1)
+    ranks = nodes * int(params.get("tasks_per_node") or 1)
+    gpus = nodes * int(params.get("gpus_per_node") or 0)
+    out = []
     for p in plans:
-        what = "skip (done)" if p.skip else ("resume" if p.previous_status else "submit")
-        lines.append(f"  #{p.num:<3} {what:<12} {p.label}")
+        cfg = p.task_cfg
+        if cfg is None:
+            out.append(Check())
+            continue
+        try:
+            validate(cfg)
+        except ConfigError as e:
+            out.append(Check(invalid=str(e).removeprefix("invalid config:").strip()))
+            continue
+        except Exception as e:  # a config that cannot even be read is invalid too
+            out.append(Check(invalid=f"{type(e).__name__}: {e}"))
+            continue
+        try:
+            e = est.estimate(
+                domain=str(cfg.domain.name),
+                backbone=str(cfg.backbone.name),
+                epochs=int(cfg.train.epochs),
+                batch=int(cfg.train.batch_size),
+                device=device,
+                ranks=ranks,
+                gpus=gpus,
+                rows=rows,
+            )
+        except Exception:  # an estimate is a convenience: never stop the listing over it
+            e = None
+        out.append(Check(estimate=e))
+    return out
+
+
+def describe(plans: list[PlannedRun], checks: list[Check] | None = None) -> list[str]:
+    lines = []
+    checks = checks or [Check() for _ in plans]
+    for p, c in zip(plans, checks):
+        if p.skip:
+            what = "skip (done)"
+        elif c.invalid:
+            what = "invalid"
+        else:
+            what = "resume" if p.previous_status else "submit"
+        tail = ""
+        if c.estimate and not p.skip:
+            e = c.estimate
+            tail = f"  ~{est.fmt_hours(e.wall_s)}"
+            if e.gpus:
+                tail += f", {e.gpu_hours:.2f} GPU-h"
+            tail += f" [{e.basis}]"
+        lines.append(f"  #{p.num:<3} {what:<12} {p.label}{tail}")
         lines.append(f"       -> {p.run_dir}")
+        if c.invalid:
+            lines += [f"       {ln.strip()}" for ln in c.invalid.splitlines()]
+    return lines
+
+
+def totals(plans: list[PlannedRun], checks: list[Check], params: dict) -> list[str]:
+    """The sweep's totals: runs to submit, GPU-hours, longest run, array wall time."""
+    todo = [(p, c) for p, c in zip(plans, checks) if not p.skip and not c.invalid]
+    ests = [c.estimate for _, c in todo if c.estimate]
+    lines = []
+    n_bad = sum(1 for p, c in zip(plans, checks) if c.invalid and not p.skip)
+    if n_bad:
+        lines.append(f"{n_bad} invalid run(s): not submitted (see the reasons above)")
+    if not ests:
+        return lines
+    walls = sorted((e.wall_s for e in ests), reverse=True)
+    par = max(int(params.get("array_parallelism") or len(walls)), 1)
+    slots = [0.0] * min(par, len(walls))
+    for w in walls:  # longest first onto the least loaded of `par` slots
+        i = slots.index(min(slots))
+        slots[i] += w
+    bases = sorted({e.basis.split(" (")[0].split(",")[0] for e in ests})
+    gpu_h = sum(e.gpu_hours for e in ests)
+    line = (
+        f"estimate for {len(ests)} run(s): {est.fmt_hours(sum(walls))} of run time"
+        + (f", {gpu_h:.1f} GPU-hours" if any(e.gpus for e in ests) else "")
+        + f"; longest run ~{est.fmt_hours(walls[0])}; the array at {par} at a time: "
+        f"~{est.fmt_hours(max(slots))} (basis: {', '.join(bases)})"
+    )
+    lines.append(line)
+    limit = params.get("timeout_min")
+    if limit:
+        requeues = int(params.get("max_requeues") or 0)
+        over = [w for w in walls if w > float(limit) * 60]
+        beyond = [w for w in walls if w > float(limit) * 60 * (requeues + 1)]
+        if over:
+            lines.append(
+                f"note: {len(over)} run(s) exceed timeout_min={limit} and will checkpoint and "
+                f"requeue; {len(beyond)} need more than the {requeues + 1} attempts allowed "
+                "(raise hydra.launcher.timeout_min or max_requeues)"
+            )
     return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `... --dry-run | head`: the reader is gone; end quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m launchers",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Help,
     )
-    sub = ap.add_subparsers(dest="command", required=True)
-    sp = sub.add_parser("submit", help="submit the runs of OVERRIDES (one job per run)")
-    sp.add_argument("--launcher", default="slurm", help=f"launcher preset ({', '.join(PRESETS)})")
-    sp.add_argument("--dry-run", action="store_true", help="print the jobs and sbatch lines only")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sp = sub.add_parser(
+        "submit",
+        help="submit the runs of OVERRIDES (one job per run)",
+        description=__doc__,
+        formatter_class=_Help,
+    )
+    sp.add_argument("--launcher", default="slurm", choices=PRESETS, help="launcher preset")
+    sp.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the jobs (validated, with estimates) and the sbatch lines; send nothing",
+    )
     sp.add_argument("--wait", action="store_true", help="wait for the jobs; exit 1 if one fails")
+    sp.add_argument(
+        "--device-type",
+        help="device type for the estimates, as in step_times.csv "
+        f"(model types: {', '.join(est.THROUGHPUT)}; default: gpu if the launcher asks for "
+        "GPUs, else cpu)",
+    )
+    sp.add_argument(
+        "--step-times", default=str(est.STEP_TIMES), help="measured seconds per step (CSV)"
+    )
     sp.add_argument("overrides", nargs="*", help="imix-sweeps overrides (sweeps allowed)")
     args = ap.parse_args(argv)
 
@@ -103,14 +249,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logging.getLogger("launchers").setLevel(logging.WARNING if args.dry_run else logging.INFO)
     plans = sweep.plan(job_overrides)
-    todo = [p for p in plans if not p.skip]
+    device = args.device_type or ("gpu" if int(sweep.params.get("gpus_per_node") or 0) else "cpu")
+    checks = check(plans, sweep.params, device.lower(), est.load_step_times(args.step_times))
+    invalid = {p.num for p, c in zip(plans, checks) if c.invalid}
+    todo = [p for p in plans if not p.skip and (p.num not in invalid or not args.dry_run)]
     print(f"sweep dir: {sweep.config.hydra.sweep.dir}")
     print(
-        f"{len(plans)} run(s): {len(todo)} to submit, {len(plans) - len(todo)} already done "
-        f"({sweep.cluster}, {sweep.params.get('nodes', 1)} node(s) x "
-        f"{sweep.params.get('tasks_per_node', 1)} task(s) per run)"
+        f"{len(plans)} run(s): {len(todo)} to submit, "
+        f"{sum(p.skip for p in plans)} already done"
+        + (f", {len(invalid)} invalid" if invalid else "")
+        + f" ({sweep.cluster}, {sweep.params.get('nodes', 1)} node(s) x "
+        f"{sweep.params.get('tasks_per_node', 1)} task(s) per run; estimates for {device})"
     )
-    print("\n".join(describe(plans)))
+    print("\n".join(describe(plans, checks)))
+    print("\n".join(totals(plans, checks, sweep.params)))
     if args.dry_run:
         if todo:
             print(

@@ -127,8 +127,17 @@ class Sweep:
         return ex
 
     def sbatch_preview(self, n_jobs: int) -> str:
-        """The ``#SBATCH`` lines (and srun line) of the job array that ``submit`` would send."""
-        ex = self.executor()
+        """The ``#SBATCH`` lines (and srun line) of the job array that ``submit`` would send.
+
+        Works off-cluster: submitit refuses to build a SLURM executor where ``srun`` is not on
+        PATH, which only matters for submitting, so the check is bypassed for the preview.
+        """
+        from unittest import mock
+
+        from submitit.slurm.slurm import SlurmExecutor
+
+        with mock.patch.object(SlurmExecutor, "affinity", classmethod(lambda cls: 2)):
+            ex = self.executor()
         if self.cluster != "slurm":
             return "\n".join(f"{k}: {v}" for k, v in sorted(ex._executor.parameters.items()))
         inner = ex._executor

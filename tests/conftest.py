@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
+import subprocess
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -29,3 +32,29 @@ def compose(overrides: list[str] | None = None, *, return_hydra_config: bool = F
 def tiny_overrides() -> list[str]:
     """Overrides that make a digits run take a second or two on one CPU thread."""
     return ["train.epochs=2", "train.batch_size=128", "backbone.net.width=8", "method.model.dim=16"]
+
+
+@functools.cache
+def slurm_problem() -> str | None:
+    """Why no SLURM cluster answers here (None: one does)."""
+    if shutil.which("sbatch") is None:
+        return "sbatch not on PATH (start a cluster: sudo bash launchers/local-cluster.sh up)"
+    try:
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"SLURM not reachable: {e}"
+    if "is UP" not in ping.stdout:
+        return f"SLURM controller not up ({ping.stdout.strip() or ping.stderr.strip()})"
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked ``slurm`` skip, with the reason, when no cluster answers; with
+    ``IMIX_REQUIRE_SLURM=1`` (CI) they fail instead."""
+    if item.get_closest_marker("slurm") is None:
+        return
+    problem = slurm_problem()
+    if problem:
+        if os.environ.get("IMIX_REQUIRE_SLURM") == "1":
+            pytest.fail(f"IMIX_REQUIRE_SLURM=1 but {problem}", pytrace=False)
+        pytest.skip(problem)

@@ -114,3 +114,41 @@ def test_cli_plot(runs_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[
     )
     assert sorted(p.name for p in out.iterdir()) == ["curves_digits.png", "gain_backbone.png"]
     assert "wrote" in capsys.readouterr().out
+
+
+def test_learning_curves_cap_lines_facet_and_filter(tmp_path: Path, monkeypatch) -> None:
+    """30 (method x epochs) groups: at most --max-legend lines per panel, one figure per facet."""
+    import analysis.plots as plots
+
+    root = tmp_path / "many"
+    i = 0
+    for dom in ("digits", "digits_tab"):
+        for m in ("npair", "mocov2", "byol"):
+            for ep in range(1, 6):
+                n_seeds = 2 if (m == "npair" and ep <= 2) else 1  # the most-run groups
+                for seed in range(n_seeds):
+                    curve = [{"epoch": e, "loss": 3.0 - 0.1 * e} for e in (1, 2)]
+                    write_run(root / f"{i}", curve, config_hash=f"m{i}", domain=dom, method=m,
+                              epochs=ep, seed=seed)  # fmt: skip
+                    i += 1
+    c = collect([root])
+    figs: dict[str, object] = {}
+
+    def keep(fig, out, name, fmt):
+        figs[name] = fig
+        return [out / f"{name}.png"]
+
+    monkeypatch.setattr(plots, "_save", keep)
+    plots.plot_curves(c.curves, c.runs, tmp_path / "f", max_legend=4)
+    assert set(figs) == {"curves_digits", "curves_digits_tab"}
+    fig = figs["curves_digits"]
+    labels = [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]  # type: ignore[attr-defined]
+    assert len(labels) == 4 and sum("N-pair" in x for x in labels) == 2
+    assert "11 more lines not shown" in fig._suptitle.get_text()  # type: ignore[attr-defined]
+    figs.clear()
+    plots.plot_curves(c.curves, c.runs, tmp_path / "f", facet="method", max_legend=0)
+    assert set(figs) == {"curves_method_npair", "curves_method_mocov2", "curves_method_byol"}
+    monkeypatch.undo()
+    assert main(["plot", "--runs", str(root), "--where", "method=byol", "domain=digits",
+                 "--kind", "curves", "--out", str(tmp_path / "g"), "--format", "png"]) == 0  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["curves_digits.png"]

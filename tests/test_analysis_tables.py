@@ -308,8 +308,16 @@ def test_cli_table_and_summary(
         "imix_table_1.md",
         "imix_table_1.tex",
         "imix_table_1.csv",
+        "imix_table_1_paper.tex",
         "imix_table_1_cells.csv",
     }
+    paper = (out / "imix_table_1_paper.tex").read_text()
+    # ours with std, the reported row under it, caption and label, multicolumn method headers
+    assert "\\textbf{94.9 $\\pm$ 0.1}" in paper  # the best of the CIFAR-10 row, in bold
+    assert "93.3 $\\pm$ 0.3" in paper and "\\quad reported" in paper
+    assert "\\caption{" in paper and "\\label{tab:imix_table_1}" in paper
+    assert "(\\%)" in paper and "(%)" not in paper  # a bare % would comment out the rest
+    assert "\\multicolumn{2}{c}{N-pair}" in paper and "\\cmidrule(lr){2-3}" in paper
     layout = pd.read_csv(out / "imix_table_1.csv", index_col=0)
     assert layout.shape == (4, 6)
     cells = pd.read_csv(out / "imix_table_1_cells.csv")
@@ -328,7 +336,7 @@ def test_cli_table_and_summary(
         in md
     )
     assert main(["table", "--all", "--runs", str(runs_file), "--out", ""]) == 0
-    with pytest.raises(SystemExit, match="no reported table"):
+    with pytest.raises(SystemExit, match="unknown table 'Table 7' of imix; tables: 'Table 1'"):
         main(
             [
                 "table",

@@ -97,3 +97,79 @@ def test_dry_run_marks_done_runs_as_skipped(tmp_path, capsys):
 def test_submit_reports_a_bad_override_clearly(capsys):
     assert main(["submit", "--dry-run", "method=nonexistent"]) == 2
     assert "nonexistent" in capsys.readouterr().err
+
+
+def test_dry_run_needs_no_srun(tmp_path, sweep_conf, capsys, monkeypatch):
+    """Off-cluster: no srun/sbatch on PATH, the job list and sbatch lines still print."""
+    import shutil
+    import sys
+
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    (bare / "python").symlink_to(sys.executable)
+    monkeypatch.setenv("PATH", str(bare))
+    assert shutil.which("srun") is None
+    rc = main(["submit", "--dry-run", f"hydra.sweep.dir={tmp_path / 's'}", sweep_conf,
+               "+sweep=mini", *TINY])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0 and "4 run(s): 4 to submit" in out
+    assert sbatch_lines(out)["array"] == "0-3%4"
+
+
+def test_dry_run_marks_invalid_configs_with_the_reason(tmp_path, capsys):
+    overrides = [f"hydra.sweep.dir={tmp_path / 's'}", "domain=digits_tab", "mix=icutmix,imixup",
+                 *TINY[:2]]  # fmt: skip
+    assert main(["submit", "--dry-run", "--launcher", "slurm_cpu", *overrides]) == 0
+    out = capsys.readouterr().out
+    assert "2 run(s): 1 to submit, 0 already done, 1 invalid" in out
+    bad = re.search(r"#0 +invalid +domain=digits_tab mix=icutmix.*\n.*\n +- (.*)", out)
+    assert bad and "mix=icutmix does not apply to tabular data" in bad.group(1)
+    assert not re.search(r"#0 +submit", out)
+    assert re.search(r"#1 +submit +domain=digits_tab mix=imixup", out)
+    assert "1 invalid run(s): not submitted" in out
+    assert "sbatch parameters (one job)" in out  # the invalid run is not in the array
+
+
+def test_dry_run_estimates_from_measured_step_times(tmp_path, capsys):
+    times = tmp_path / "step_times.csv"
+    times.write_text(
+        "# a comment line\n"
+        "device,backbone,input_size,batch,seconds_per_step,source\n"
+        "a100,small_cnn,1x8x8,128,0.5,test\n"
+        "a100,small_cnn,1x8x8,128,0.7,test\n"
+        "a100,mlp,64,256,,not measured\n"
+    )
+    overrides = [f"hydra.sweep.dir={tmp_path / 's'}", *TINY, "seed=0,1",
+                 "hydra.launcher.gpus_per_node=2", "hydra.launcher.timeout_min=60"]  # fmt: skip
+    rc = main(["submit", "--dry-run", "--device-type", "a100", "--step-times", str(times),
+               *overrides])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0
+    # digits: 1,297 samples // batch 128 = 10 steps/epoch x 2 epochs = 20 steps; 2 ranks each
+    # take 64 -> the batch-128 rows (median 0.6 s) scaled to 64: 0.3 s/step -> 6 s per run
+    assert out.count("~6.0s, 0.00 GPU-h [measured, scaled from batch 128]") == 2
+    assert "estimate for 2 run(s): 12s of run time, 0.0 GPU-hours" in out
+    assert "(basis: measured)" in out
+    # no matching row: the documented model, and the dry run says so
+    assert main(["submit", "--dry-run", "--device-type", "h100", "--step-times", str(times),
+                 *overrides]) == 0  # fmt: skip
+    assert "[model (assumed 150 TFLOP/s)]" in capsys.readouterr().out
+
+
+def test_estimate_model_and_lookup():
+    from launchers.estimate import StepTime, estimate
+
+    rows = [StepTime("cpu", "resnet18", "3x32x32", 64, 5.0, "t")]
+    e = estimate(domain="cifar10", backbone="resnet18", epochs=2, batch=64, device="cpu",
+                 rows=rows)  # fmt: skip
+    assert e.basis == "measured" and e.steps == 2 * (50_000 // 64) and e.wall_s == e.steps * 5.0
+    e = estimate(domain="cifar10", backbone="resnet50", epochs=1, batch=64, device="cpu",
+                 rows=rows)  # fmt: skip
+    assert e.basis.startswith("model (") and "fitted to the measured CPU rows" in e.basis
+    # the fitted CPU throughput reproduces the measured row through the model
+    e18 = estimate(domain="cifar10", backbone="resnet18", epochs=1, batch=32, device="cpu",
+                   rows=[r for r in rows if r.batch == 999] or [])  # fmt: skip
+    assert e18.basis == "model (assumed 0.05 TFLOP/s)"
+    g = estimate(domain="imagenet", backbone="resnet50_imagenet", epochs=100, batch=256,
+                 device="gpu", ranks=8, gpus=8, rows=[])  # fmt: skip
+    assert g.gpus == 8 and g.gpu_hours == g.wall_s * 8 / 3600

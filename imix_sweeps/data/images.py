@@ -417,8 +417,12 @@ def stl10(
 def _decode(paths: Sequence[Path], size: int) -> np.ndarray:
     from PIL import Image
 
+    from imix_sweeps.progress import progress
+
     out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
-    for i, p in enumerate(paths):
+    for i, p in enumerate(
+        progress(paths, "decoding images (once, then cached)", total=len(paths), unit="img")
+    ):
         try:
             with Image.open(p) as im:
                 im = im.convert("RGB")

@@ -251,10 +251,13 @@ def _device_domain(
     tr_files, te_files = files(train), files(test)
 
     def build() -> dict[str, np.ndarray]:
-        return {
-            "train": np.stack([read_pcm16(p) for p in tr_files]),
-            "test": np.stack([read_pcm16(p) for p in te_files]),
-        }
+        from imix_sweeps.progress import progress
+
+        def read(fs: list[str], what: str) -> np.ndarray:
+            desc = f"reading {what} wavs (once, then cached)"
+            return np.stack([read_pcm16(p) for p in progress(fs, desc, total=len(fs), unit="wav")])
+
+        return {"train": read(tr_files, "train"), "test": read(te_files, "test")}
 
     key = f"speech-v1:{len(tr_files)}:{len(te_files)}"
     sources = [root / "validation_list.txt", root / "testing_list.txt"]
