@@ -6,6 +6,7 @@ imix-analysis table --all                                 # every reported table
 imix-analysis summary --tol 0.5                           # verdict for every reported cell
 imix-analysis plot --out results/figures
 imix-analysis list                                        # tables, their sweeps, cell counts
+imix-analysis mini-table1 --runs multirun/mini_table1     # the CPU mini Table 1 + gain plot
 """
 
 from __future__ import annotations
@@ -145,6 +146,19 @@ def cmd_list(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mini_table1(a: argparse.Namespace) -> int:
+    from analysis.mini_table1 import mini_table1, write
+
+    runs = _runs(a.runs)
+    for metric in a.metric:
+        t = mini_table1(runs, metric=metric)
+        print(t.markdown())
+        if a.out:
+            out = Path(a.out) / ("" if metric == "linear_top1" else metric)
+            print("wrote " + ", ".join(str(p) for p in write(t, out)) + "\n")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="imix-analysis", description=__doc__.split("\n")[0])
     ap.add_argument("--reported", default=str(REPORTED_CSV), help="reported top-1 CSV")
@@ -191,6 +205,12 @@ def parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="reported tables and the sweeps that run them")
     ls.set_defaults(fn=cmd_list)
+
+    mt = sub.add_parser("mini-table1", help="the CPU mini Table 1 (paired tests) and gain plot")
+    mt.add_argument("--runs", nargs="+", help=runs_help)
+    mt.add_argument("--metric", nargs="+", default=["linear_top1", "knn_top1"])
+    mt.add_argument("--out", default=str(REPO_ROOT / "results" / "mini_table1"))
+    mt.set_defaults(fn=cmd_mini_table1)
     return ap
 
 
