@@ -153,7 +153,10 @@ def _ms(t: tuple[float | None, float | None, int]) -> str:
 def _gain(c: Cell) -> str:
     if c.gain[0] is None:
         return "–"
-    p = "" if c.p is None else f" (p={c.p:.2f})" if c.p >= 0.01 else f" (p={c.p:.0e})"
+    if c.p is None:  # fewer than 2 pairs, or identical non-zero gains (t undefined)
+        p = " (p=n/a)" if c.gain[2] >= 2 else ""
+    else:
+        p = f" (p={c.p:.2f})" if c.p >= 0.01 else f" (p={c.p:.0e})"
     return f"{c.gain[0]:+.1f}{p}"
 
 
