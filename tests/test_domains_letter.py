@@ -95,6 +95,9 @@ def test_mini_letter_run(tmp_path: Path):
     r = run(cfg, tmp_path / "run")
     assert r["status"] == "ok", r.get("reason")
     assert r["domain"] == "letter" and 0.0 <= r["linear_top1"] <= 100.0
+    again = run(cfg, tmp_path / "again")  # deterministic on the CPU: the same numbers
+    for k in ("final_loss", "linear_top1", "knn_top1"):
+        assert again[k] == r[k], k
 
 
 def test_debian_copy():

@@ -262,7 +262,8 @@ def spoken_words(
             return dom
         if view_bank < 2:
             raise ValueError(f"spoken_words: view_bank={view_bank} must be 0 or at least 2")
-        sources = [root_p / "testing_list.txt", root_p / "validation_list.txt"]
+        # the waveform cache is a source: a corpus re-rendered in place rebuilds the bank too
+        sources = [root_p / "testing_list.txt", root_p / "spoken_words_wave16k.npz"]
         views = build_view_bank(
             dom, view_bank, root_p / f"spoken_words_views{view_bank}.npz", sources
         )
