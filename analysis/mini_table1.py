@@ -150,13 +150,17 @@ def _ms(t: tuple[float | None, float | None, int]) -> str:
     return f"{m:.1f}" + (f" ± {s:.1f}" if s is not None else "") + f" ({n})"
 
 
+def _pfmt(p: float) -> str:
+    return f"{p:.2f}" if p >= 0.01 else f"{p:.0e}"
+
+
 def _gain(c: Cell) -> str:
     if c.gain[0] is None:
         return "–"
     if c.p is None:  # fewer than 2 pairs, or identical non-zero gains (t undefined)
         p = " (p=n/a)" if c.gain[2] >= 2 else ""
     else:
-        p = f" (p={c.p:.2f})" if c.p >= 0.01 else f" (p={c.p:.0e})"
+        p = f" (p={_pfmt(c.p)})"
     return f"{c.gain[0]:+.1f}{p}"
 
 
@@ -241,7 +245,7 @@ def plot_gain(table: MiniTable1, path: str | Path) -> Path:
             if p is not None and math.isfinite(p):
                 top = y + e if y >= 0 else y - e
                 ax.annotate(
-                    f"p={p:.2f}",
+                    f"p={_pfmt(p)}",
                     (x, top),
                     ha="center",
                     va="bottom" if y >= 0 else "top",
