@@ -1,4 +1,4 @@
-"""imix-analysis (or python -m analysis): collect, table, status, summary, plot, list.
+"""imix-analysis (or python -m analysis): collect, table, status, summary, plot, list, mini-table1.
 
 imix-analysis collect multirun/ outputs/ --out results/collected
 imix-analysis table --runs multirun/mine --rows method --cols mix   # a table of your own sweep
@@ -8,6 +8,7 @@ imix-analysis status multirun/                            # ok / running / faile
 imix-analysis summary --tol 0.5                           # verdict for every reported cell
 imix-analysis plot --out results/figures
 imix-analysis list                                        # tables, their sweeps, cell counts
+imix-analysis mini-table1 --runs multirun/mini_table1     # the CPU mini Table 1 + gain plot
 
 Outputs go under the current directory (results/...) unless --out says otherwise.
 """
@@ -279,6 +280,19 @@ def cmd_list(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mini_table1(a: argparse.Namespace) -> int:
+    from analysis.mini_table1 import mini_table1, write
+
+    runs = _runs(a.runs)
+    for metric in a.metric:
+        t = mini_table1(runs, metric=metric)
+        print(t.markdown())
+        if a.out:
+            out = Path(a.out) / ("" if metric == "linear_top1" else metric)
+            print("wrote " + ", ".join(str(p) for p in write(t, out)) + "\n")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="imix-analysis", description=__doc__, formatter_class=_Help)
     ap.add_argument("--reported", default=str(REPORTED_CSV), help="reported top-1 CSV")
@@ -400,6 +414,22 @@ def parser() -> argparse.ArgumentParser:
         "list", help="reported tables and the sweeps that run them", formatter_class=_Help
     )
     ls.set_defaults(fn=cmd_list)
+
+    mt = sub.add_parser(
+        "mini-table1",
+        help="the CPU mini Table 1 (paired tests) and gain plot",
+        formatter_class=_Help,
+    )
+    mt.add_argument("--runs", nargs="+", help=runs_help)
+    mt.add_argument(
+        "--metric",
+        nargs="+",
+        default=["linear_top1", "knn_top1"],
+        choices=["linear_top1", "knn_top1", "fewshot_top1"],
+        help="metrics to tabulate (the first goes to --out, the others to --out/<metric>)",
+    )
+    mt.add_argument("--out", default=str(Path("results") / "mini_table1"), help="output directory")
+    mt.set_defaults(fn=cmd_mini_table1)
     return ap
 
 

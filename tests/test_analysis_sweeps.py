@@ -33,6 +33,8 @@ EXPECTED_JOBS = {
     "cmc_imagenet_smoke": 3,
     "cmc_imagenet100": 3,
     "cmc_imagenet100_smoke": 3,
+    "mini_table1": 3 * 3 * 2 * 3,  # domain x method x mix x seed
+    "mini_table1_smoke": 3 * 3 * 2 * 2,
 }
 SEEDS = {"imix_table1": 3}
 SMOKE = sorted(n for n in EXPECTED_JOBS if n.endswith("_smoke") or n == "demo")
@@ -129,6 +131,10 @@ def _compose_job(job: list[str]) -> None:
 @pytest.mark.parametrize("job", [j for n in SMOKE for j in jobs(n)], ids=lambda j: " ".join(j))
 def test_smoke_job_composes(job: list[str]) -> None:
     cfg = _compose_job(job)
+    if job[0] == "+sweep=mini_table1_smoke":  # real small domains, read only when run
+        assert cfg.domain.name in ("fashion_mnist", "spoken_words", "letter")
+        assert cfg.train.epochs == 1 and cfg.train.device == "cpu"
+        return
     assert cfg.domain.name in ("digits", "digits_tab", "digits_rgb")
     if job[0] != "+sweep=demo":
         assert cfg.train.epochs <= 5 and cfg.train.device == "cpu"

@@ -242,6 +242,8 @@ def _device_domain(
     noise: np.ndarray,
     noise_p: float,
     noise_max: float,
+    name: str = "speech_commands",
+    cache: str = "speech_commands_wave16k.npz",
 ) -> WaveDomain:
     from imix_sweeps import augment_audio as AA
 
@@ -261,7 +263,7 @@ def _device_domain(
 
     key = f"speech-v1:{len(tr_files)}:{len(te_files)}"
     sources = [root / "validation_list.txt", root / "testing_list.txt"]
-    waves = cached_arrays(root / "speech_commands_wave16k.npz", build, sources, key=key)
+    waves = cached_arrays(root / cache, build, sources, key=key)
 
     def with_silence(w: np.ndarray, src: SpeechSource) -> Tensor:
         sil = np.zeros((len(src) - len(w), SAMPLE_RATE), dtype=np.int16)  # silence clips last
@@ -277,7 +279,7 @@ def _device_domain(
         return AA.speech_view(x, nb, generator=g, noise_p=noise_p, max_noise=noise_max)
 
     return WaveDomain(
-        name="speech_commands",
+        name=name,
         modality="audio",
         num_classes=len(CLASSES),
         train_x=with_silence(waves["train"], train),
