@@ -11,8 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import shutil
+import signal
 import subprocess
-import time
+import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -26,12 +28,14 @@ from omegaconf import DictConfig, OmegaConf
 from imix_sweeps import dist, hostmem
 from imix_sweeps.config import (
     CONF_DIR,
+    ConfigError,
     build_backbone,
     build_domain,
     build_method,
     build_mix,
     config_hash,
     lr_of,
+    pretrain_hash,
     temperature_of,
     validate,
     warmup_of,
@@ -43,7 +47,17 @@ from imix_sweeps.evaluate import (
     knn_top1,
     linear_top1,
 )
-from imix_sweeps.train import TrainSpec, atomic_save_text, train
+from imix_sweeps.runlock import RunLock, RunLocked
+from imix_sweeps.runstate import (
+    RunRecord,
+    RunSignalled,
+    StopSignals,
+    archive_attempt,
+    check_free_space,
+    describe_os_error,
+    write_record,
+)
+from imix_sweeps.train import CHECKPOINT, TrainSpec, train
 
 log = logging.getLogger("imix_sweeps")
 
@@ -130,6 +144,7 @@ def base_results(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "reason": None,
         "log_path": None,
         "config_hash": config_hash(cfg),
+        "pretrain_hash": pretrain_hash(cfg),
         "cell_hash": config_hash(cfg, include_seed=False),
         "git_commit": _git_commit(),
         "experiment": cfg.experiment,
@@ -141,7 +156,8 @@ def base_results(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def write_results(run_dir: Path, results: dict[str, Any]) -> None:
-    atomic_save_text(json.dumps(results, indent=1, sort_keys=True) + "\n", run_dir / RESULTS)
+    """Atomic write of ``results.json`` (in place on a full disk, see ``runstate``)."""
+    write_record(run_dir / RESULTS, results)
 
 
 def read_results(run_dir: Path) -> dict[str, Any] | None:
@@ -195,6 +211,19 @@ def evaluate(cfg: DictConfig, model, domain, device: torch.device) -> dict[str, 
     return out
 
 
+class RunDirConflict(RuntimeError):
+    """The run dir holds the record of a different run (another seed or config)."""
+
+
+def _identity(record: dict[str, Any]) -> str | None:
+    """The pre-training identity of a results.json (older records: their config hash)."""
+    return record.get("pretrain_hash") or record.get("config_hash")
+
+
+def _skipped(run_dir: Path, why: str) -> dict[str, Any]:
+    return {"status": "skipped", "reason": why, "run_dir": str(run_dir.resolve())}
+
+
 def run(
     cfg: DictConfig,
     run_dir: Path,
@@ -204,11 +233,15 @@ def run(
 ) -> dict[str, Any]:
     """Train and evaluate one config in ``run_dir``; return (and write) its results.
 
-    Raises after writing ``status: failed`` when anything goes wrong. A preempted run (``should_stop``)
-    returns with ``status: preempted`` and its checkpoint in place.
+    The config is validated before anything is created. Rank 0 holds the run dir's lock
+    (``imix_sweeps.runlock``) for the whole run: a second launch of the same run returns
+    ``status: skipped`` without touching the dir. Raises after writing ``status: failed`` (or
+    ``interrupted``) when anything goes wrong. A preempted run (``should_stop``, SIGUSR1)
+    returns with ``status: preempted`` and its checkpoint in place. While it runs,
+    ``results.json`` carries a ``heartbeat`` refreshed every ``train.heartbeat_interval_s``.
     """
+    validate(cfg)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     info = dist.init_from_env()
     results = base_results(cfg, run_dir)
     results["log_path"] = str(log_path) if log_path else None
@@ -221,70 +254,161 @@ def run(
     ):
         log.info("skipping %s: results.json already says ok for this config", run_dir)
         return previous
-    if previous and previous.get("started_at"):
-        results["started_at"] = previous["started_at"]
-    t0 = time.time() - float((previous or {}).get("wall_seconds") or 0.0)
+    lock: RunLock | None = None
+    busy: str | None = None
     if info.is_main:
-        write_results(run_dir, results)
+        try:
+            check_free_space(run_dir)
+            lock = RunLock(run_dir).acquire()
+        except RunLocked as e:
+            busy = str(e)
+    if dist.any_rank(busy is not None):
+        log.warning("%s", busy or f"{run_dir} is in use by another launch; skipped")
+        return _skipped(run_dir, busy or "in use by another launch")
+    signals = StopSignals().install()
+    record: RunRecord | None = None
     try:
-        validate(cfg)
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
-        hostmem.tune_malloc()
-        torch.manual_seed(cfg.seed)
-        device = _device(cfg)
-        domain = build_domain(cfg)
-        backbone = build_backbone(cfg, domain.in_shape)
-        method = build_method(cfg, backbone, build_mix(cfg), domain)
-        log.info(
-            "run %s: method=%s mix=%s domain=%s backbone=%s seed=%d on %s (world %d)",
+        previous = read_results(run_dir)  # re-read under the lock
+        if previous and _identity(previous) not in (
+            results["pretrain_hash"],
+            results["config_hash"],
+        ):
+            if cfg.train.resume:
+                raise RunDirConflict(
+                    f"{run_dir} holds the record of another run ({_describe(previous)}; "
+                    f"hash {_identity(previous)}, this run {results['pretrain_hash']}); it is not "
+                    "overwritten. Use another output dir, or set train.resume=false to move the "
+                    f"earlier run's files to {run_dir / 'attempts'}/ and start over."
+                )
+            if info.is_main:
+                moved = archive_attempt(run_dir, (RESULTS, "metrics.jsonl", CHECKPOINT))
+                log.warning("train.resume=false: the earlier run's files moved to %s", moved)
+            previous = None
+        if previous and previous.get("started_at"):
+            results["started_at"] = previous["started_at"]
+        if previous and previous.get("status") == "ok":
+            log.info("%s: evaluation options changed; re-evaluating the finished run", run_dir)
+        record = RunRecord(
             run_dir,
-            cfg.method.name,
-            cfg.mix.name,
-            cfg.domain.name,
-            cfg.backbone.name,
-            cfg.seed,
-            device,
-            info.world_size,
+            results,
+            previous=previous,
+            heartbeat_interval_s=cfg.train.heartbeat_interval_s,
+            enabled=info.is_main,
         )
+        record.write()
+        record.start_heartbeat()
+        out = _train_and_evaluate(cfg, run_dir, record, signals, should_stop, info)
+    except BaseException as e:
+        if record is None:  # refused before the record was taken over: leave it as it is
+            raise
+        status = "failed"
+        if isinstance(e, RunSignalled):
+            status = signals.status()
+            reason = f"{e.name} received; the last good checkpoint is kept (re-launch to resume)"
+        elif isinstance(e, KeyboardInterrupt):
+            status, reason = "interrupted", "KeyboardInterrupt (SIGINT); re-launch to resume"
+        else:
+            reason = describe_os_error(e, run_dir)
+        record.stop_heartbeat()
+        record.update(status=status, reason=reason, finished_at=_now())
+        try:
+            record.write()
+        except OSError as werr:
+            log.error("could not record the failure in %s: %s", run_dir / RESULTS, werr)
+        log.error("run %s: %s\n%s", status, reason, traceback.format_exc())
+        raise
+    finally:
+        if record is not None:
+            record.stop_heartbeat()
+        signals.restore()
+        if lock is not None:
+            lock.release()
+    dist.barrier()
+    return out
+
+
+def _describe(record: dict[str, Any]) -> str:
+    keys = ("method", "mix", "domain", "seed", "epochs")
+    return ", ".join(f"{k}={record.get(k)}" for k in keys if k in record) or "unknown config"
+
+
+def _train_and_evaluate(
+    cfg: DictConfig,
+    run_dir: Path,
+    record: RunRecord,
+    signals: StopSignals,
+    should_stop: Callable[[], bool],
+    info: dist.DistInfo,
+) -> dict[str, Any]:
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    hostmem.tune_malloc()
+    torch.manual_seed(cfg.seed)
+    device = _device(cfg)
+    domain = build_domain(cfg)
+    backbone = build_backbone(cfg, domain.in_shape)
+    method = build_method(cfg, backbone, build_mix(cfg), domain)
+    log.info(
+        "run %s: method=%s mix=%s domain=%s backbone=%s seed=%d on %s (world %d)",
+        run_dir,
+        cfg.method.name,
+        cfg.mix.name,
+        cfg.domain.name,
+        cfg.backbone.name,
+        cfg.seed,
+        device,
+        info.world_size,
+    )
+    calls = 0
+
+    def stop() -> bool:
+        nonlocal calls
+        if should_stop():
+            return True
+        if info.world_size == 1:
+            return signals.caught is not None
+        calls += 1  # DDP: agree on a signal caught by any rank, every 10 steps
+        return calls % 10 == 0 and dist.any_rank(signals.caught is not None)
+
+    signals.graceful = True
+    try:
         out = train(
             method,
             domain,
             spec_of(cfg),
             run_dir,
             device=device,
-            config_hash=results["config_hash"],
-            should_stop=should_stop,
+            config_hash=record.data["pretrain_hash"],
+            accept_hashes=(record.data["config_hash"],),
+            should_stop=stop,
+            on_epoch=record.beat,
         )
-        results["final_loss"] = out.final_loss
-        if out.preempted:
-            results.update(status="preempted", wall_seconds=round(time.time() - t0, 2))
-        else:
-            if info.is_main:
-                results.update(evaluate(cfg, method, domain, device))
-            results.update(status="ok", wall_seconds=round(time.time() - t0, 2), finished_at=_now())
-            log.info(
-                "done: linear %s knn %s fewshot %s (%.1fs)",
-                results["linear_top1"],
-                results["knn_top1"],
-                results["fewshot_top1"],
-                results["wall_seconds"],
-            )
-    except BaseException as e:
-        results.update(
-            status="failed",
-            reason=f"{type(e).__name__}: {e}",
-            wall_seconds=round(time.time() - t0, 2),
-            finished_at=_now(),
+    finally:
+        signals.graceful = False
+    record.update(final_loss=out.final_loss)
+    if out.preempted:
+        name = signals.caught
+        if name is not None and signals.status() != "preempted":
+            raise RunSignalled(name)  # recorded failed / interrupted by run(); the process ends
+        why = f"{name}: " if name else ""
+        record.update(
+            status="preempted",
+            reason=f"{why}stopped at epoch {out.epochs_done + 1} with a checkpoint; "
+            "re-launch to resume",
         )
-        if info.is_main:
-            write_results(run_dir, results)
-        log.error("run failed: %s\n%s", results["reason"], traceback.format_exc())
-        raise
+        return record.write()
     if info.is_main:
-        write_results(run_dir, results)
-    dist.barrier()
-    return results
+        record.update(**evaluate(cfg, method, domain, device))
+    record.update(status="ok", reason=None, finished_at=_now())
+    rec = record.write()
+    log.info(
+        "done: linear %s knn %s fewshot %s (%.1fs)",
+        rec["linear_top1"],
+        rec["knn_top1"],
+        rec["fewshot_top1"],
+        rec["wall_seconds"],
+    )
+    return rec
 
 
 def _hydra_log_path() -> Path | None:
@@ -295,14 +419,48 @@ def _hydra_log_path() -> Path | None:
         return None
 
 
+def remove_if_only_hydra(run_dir: Path, stop_at: Path) -> bool:
+    """Remove ``run_dir`` when it holds nothing but what Hydra writes at job start (``.hydra/``,
+    the job's log), and then its parents up to ``stop_at`` that became empty. For a job whose
+    config is invalid: it leaves nothing behind."""
+    try:
+        names = {p.name for p in run_dir.iterdir()}
+    except OSError:
+        return False
+    if not names <= {".hydra", f"{run_dir.name}.log", "run.log"} | {
+        p.name for p in run_dir.glob("*.log")
+    }:
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    parent = run_dir.parent
+    stop_at = stop_at.resolve()
+    while parent.resolve() != stop_at and stop_at in parent.resolve().parents:
+        try:
+            parent.rmdir()  # only when empty
+        except OSError:
+            break
+        parent = parent.parent
+    return True
+
+
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def app(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        validate(cfg)
+    except ConfigError:
+        # Hydra created the dir (and .hydra/) before calling us: take it away again.
+        remove_if_only_hydra(run_dir, Path.cwd())
+        raise
     return run(cfg, run_dir, log_path=_hydra_log_path())
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except RunSignalled as e:  # recorded in results.json; end like the signal would have
+        print(f"imix-sweeps: stopped by {e.name}", file=sys.stderr)
+        sys.exit(128 + int(getattr(signal, e.name)))
 
 
 if __name__ == "__main__":
