@@ -40,7 +40,10 @@ def _runs(paths: list[str] | None) -> pd.DataFrame:
     for p in paths:
         if not Path(p).exists():
             raise SystemExit(f"error: --runs {p}: no such file or directory")
-        frames.append(load_runs(p))
+        try:
+            frames.append(load_runs(p))
+        except ValueError as e:
+            raise SystemExit(f"error: --runs {e}") from None
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 

@@ -26,7 +26,11 @@ import pandas as pd
 RESULTS = "results.json"
 METRICS = "metrics.jsonl"
 
-STATUSES = ("ok", "running", "failed", "preempted")
+STATUSES = ("ok", "running", "failed", "preempted", "interrupted")
+# A running record whose heartbeat is older than this many intervals (and at least
+# LOST_MIN_S seconds) belongs to a process that died: it is reported as "lost".
+LOST_INTERVALS = 3
+LOST_MIN_S = 300.0
 REQUIRED = ("method", "mix", "domain", "backbone", "seed", "status", "config_hash")
 NUMERIC = (
     "seed",
@@ -42,6 +46,8 @@ NUMERIC = (
     "wall_seconds",
     "world_size",
     "queue_size",
+    "heartbeat",
+    "heartbeat_interval_s",
 )
 STRINGS = (
     "method",
@@ -116,6 +122,24 @@ class Collected:
             f"{self.n_files} results.json files -> {len(self.runs)} configs "
             f"({n_ok} ok); {by_kind}; {self.seconds:.2f}s"
         )
+
+
+def effective_status(record: dict, now: float) -> str:
+    """The record's status, or ``lost`` for a ``running`` record whose ``heartbeat`` is older
+    than ``LOST_INTERVALS`` x ``heartbeat_interval_s`` (at least ``LOST_MIN_S`` seconds): its
+    process was killed or its node lost. Records without a heartbeat keep their status."""
+    status = record.get("status")
+    if status != "running":
+        return str(status)
+    beat, interval = record.get("heartbeat"), record.get("heartbeat_interval_s")
+    try:
+        beat = float(beat)
+        interval = float(interval) if interval is not None else 60.0
+    except (TypeError, ValueError):
+        return "running"
+    if not (math.isfinite(beat) and math.isfinite(interval)):
+        return "running"
+    return "lost" if now - beat > max(LOST_INTERVALS * interval, LOST_MIN_S) else "running"
 
 
 def find_results(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
@@ -241,6 +265,13 @@ def dedupe(df: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str, str]]]:
     return kept.sort_values("path", kind="stable").reset_index(drop=True), issues
 
 
+def _ago(now: float, beat: object) -> str:
+    try:
+        return f"{(now - float(beat)) / 60:.0f} min ago"  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "an unknown time"
+
+
 def read_curves(run_dirs: Iterable[str], hashes: Iterable[str]) -> tuple[pd.DataFrame, list]:
     """Long table of ``metrics.jsonl`` rows for the given runs (corrupt lines reported)."""
     rows: list[dict] = []
@@ -256,6 +287,7 @@ def read_curves(run_dirs: Iterable[str], hashes: Iterable[str]) -> tuple[pd.Data
             issues.append((d, "warning", f"unreadable metrics.jsonl: {e}"))
             continue
         bad = 0
+        epochs: list[float] = []
         for line in lines:
             if not line.strip():
                 continue
@@ -270,8 +302,19 @@ def read_curves(run_dirs: Iterable[str], hashes: Iterable[str]) -> tuple[pd.Data
             r["config_hash"] = h
             r["run_dir"] = d
             rows.append(r)
+            epochs.append(r["epoch"])
         if bad:
             issues.append((d, "warning", f"metrics.jsonl: {bad} corrupt line(s) skipped"))
+        doubled = len(epochs) - len(set(epochs))
+        if doubled:
+            issues.append(
+                (
+                    d,
+                    "warning",
+                    f"metrics.jsonl: {doubled} epoch row(s) repeated (two launches at once, or "
+                    "an earlier attempt's rows); the curve is not this run's history",
+                )
+            )
     curves = pd.DataFrame(rows)
     if not curves.empty:
         for c in curves.columns:
@@ -309,11 +352,17 @@ def collect(paths: Iterable[str | os.PathLike], *, curves: bool = True) -> Colle
         df = df[~unknown]
     df, dup = dedupe(df)
     issues += dup
-    for p, st, why in zip(df["path"], df["status"], df["reason"]):
+    now = time.time()
+    for rec in df.to_dict("records"):
+        p, st, why = rec["path"], effective_status(rec, now), rec["reason"]
         if st == "failed":
             issues.append((p, "failed", why or "no reason recorded"))
-        elif st in ("running", "preempted"):
-            issues.append((p, st, "no final results yet"))
+        elif st == "lost":
+            issues.append(
+                (p, "lost", f"status running but no heartbeat since {_ago(now, rec['heartbeat'])}")
+            )
+        elif st in ("running", "preempted", "interrupted"):
+            issues.append((p, st, why or "no final results yet"))
     extra = [c for c in df.columns if c not in COLUMNS]
     df = df[list(COLUMNS) + extra]
     cur = pd.DataFrame()
@@ -347,8 +396,10 @@ def load_runs(path: str | os.PathLike) -> pd.DataFrame:
         if (p / "runs.parquet").is_file():
             return pd.read_parquet(p / "runs.parquet")
         return collect([p], curves=False).runs
-    if p.suffix == ".parquet":
-        return pd.read_parquet(p)
-    if p.suffix == ".csv":
-        return _coerce(pd.read_csv(p))
+    if p.suffix in (".parquet", ".csv"):
+        try:
+            return pd.read_parquet(p) if p.suffix == ".parquet" else _coerce(pd.read_csv(p))
+        except Exception as e:  # garbage, truncated, or not a table at all
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"{p}: not a readable runs table ({first})") from e
     raise ValueError(f"{p}: expected a runs.parquet / runs.csv file or a run directory")

@@ -424,12 +424,10 @@ def remove_if_only_hydra(run_dir: Path, stop_at: Path) -> bool:
     the job's log), and then its parents up to ``stop_at`` that became empty. For a job whose
     config is invalid: it leaves nothing behind."""
     try:
-        names = {p.name for p in run_dir.iterdir()}
+        names = [p.name for p in run_dir.iterdir()]
     except OSError:
         return False
-    if not names <= {".hydra", f"{run_dir.name}.log", "run.log"} | {
-        p.name for p in run_dir.glob("*.log")
-    }:
+    if any(n != ".hydra" and not n.endswith(".log") for n in names):
         return False
     shutil.rmtree(run_dir, ignore_errors=True)
     parent = run_dir.parent
@@ -448,9 +446,10 @@ def app(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         validate(cfg)
-    except ConfigError:
+    except ConfigError as e:
         # Hydra created the dir (and .hydra/) before calling us: take it away again.
-        remove_if_only_hydra(run_dir, Path.cwd())
+        removed = remove_if_only_hydra(run_dir, Path.cwd())
+        log.error("%s%s", e, f"\n(nothing was kept in {run_dir})" if removed else "")
         raise
     return run(cfg, run_dir, log_path=_hydra_log_path())
 
