@@ -55,6 +55,7 @@ from imix_sweeps.runstate import (
     archive_attempt,
     check_free_space,
     describe_os_error,
+    remove_stale_temp_files,
     write_record,
 )
 from imix_sweeps.train import CHECKPOINT, TrainSpec, train
@@ -268,6 +269,8 @@ def run(
     signals = StopSignals().install()
     record: RunRecord | None = None
     try:
+        if info.is_main:
+            remove_stale_temp_files(run_dir)
         previous = read_results(run_dir)  # re-read under the lock
         if previous and _identity(previous) not in (
             results["pretrain_hash"],

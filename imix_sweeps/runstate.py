@@ -52,12 +52,21 @@ def write_then_replace(path: Path, write: Callable[[IO[Any]], Any], mode: str) -
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        # torch.save reports a short write as a RuntimeError ("unexpected pos"): name it
+        full = not isinstance(e, OSError) and isinstance(e, Exception) and _nearly_full(tmp)
         try:
             tmp.unlink()
         except OSError:
             pass
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from e
         raise
+
+
+def _nearly_full(path: Path) -> bool:
+    free = free_bytes(path.parent)
+    return free is not None and free < 2**20
 
 
 def overwrite_in_place(path: Path, text: str) -> None:
@@ -99,6 +108,22 @@ def archive_attempt(run_dir: Path, names: Iterable[str]) -> Path | None:
     for name in present:
         os.replace(run_dir / name, dest / name)
     return dest
+
+
+def remove_stale_temp_files(run_dir: Path) -> list[str]:
+    """Remove the ``.<name>.tmp<pid>`` files a killed writer left behind. Call it holding the
+    run's lock: no other process writes in the run dir then."""
+    removed = []
+    for p in Path(run_dir).glob(".*.tmp*"):
+        if p.is_file():
+            try:
+                p.unlink()
+                removed.append(p.name)
+            except OSError:
+                pass
+    if removed:
+        log.warning("%s: removed temporary files of an interrupted write: %s", run_dir, removed)
+    return removed
 
 
 # ----------------------------------------------------------------------------- disk space
