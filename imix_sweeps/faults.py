@@ -51,8 +51,9 @@ KINDS = (
     "garbage_checkpoint",
     "garbage_results",
 )
+EPOCHS = 8
 BASE = [
-    "train.epochs=8",
+    f"train.epochs={EPOCHS}",
     "train.batch_size=64",
     "backbone.net.width=8",
     "method.model.dim=16",
@@ -104,12 +105,24 @@ def metric_rows(run_dir: Path) -> list[dict]:
     return rows
 
 
-def wait_started(run_dir: Path, p: subprocess.Popen, timeout: float = 120) -> bool:
+def wait_started(run_dir: Path, p: subprocess.Popen, timeout: float = 300) -> bool:
     """Until results.json says running (the run holds its dir) or the process ended."""
     t_end = time.monotonic() + timeout
     while time.monotonic() < t_end and p.poll() is None:
         rec = read_json(run_dir / "results.json")
         if isinstance(rec, dict) and rec.get("status") == "running":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def wait_epochs(run_dir: Path, p: subprocess.Popen, n: int, timeout: float = 300) -> bool:
+    """Until ``metrics.jsonl`` holds ``n`` rows of this launch's training (or it ended)."""
+    if not wait_started(run_dir, p, timeout):
+        return False
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end and p.poll() is None:
+        if n == 0 or len(metric_rows(run_dir)) >= n:
             return True
         time.sleep(0.05)
     return False
@@ -142,8 +155,9 @@ class Tally:
 
 
 class Campaign:
-    def __init__(self, workdir: Path, seed: int, signal_window_s: float = 6.0) -> None:
+    def __init__(self, workdir: Path, seed: int, signal_window_s: float = 1.5) -> None:
         self.workdir = workdir
+        self.resumed = False
         self.rng = random.Random(seed)
         self.window = signal_window_s
         self.ref: dict[int, tuple[list[dict], dict]] = {}
@@ -164,10 +178,12 @@ class Campaign:
     # ------------------------------------------------------------------ faults
     def interrupt(self, d: Path, i: int, sig: signal.Signals) -> None:
         """Launch, wait until it holds its dir, send ``sig`` at a random time, wait for the end."""
+        # a random point: start-up (k = 0) or within epoch k + 1 of the run
+        k = self.rng.randint(0, EPOCHS - 1)
+        delay = self.rng.uniform(0.0, self.window)
         p = launch(d, self.overrides(i), self.workdir)
-        started = wait_started(d, p)
-        if started:
-            time.sleep(self.rng.uniform(0.0, self.window))
+        if wait_epochs(d, p, k):
+            time.sleep(delay)
         if p.poll() is None:
             p.send_signal(sig)
         finish(p)
@@ -178,10 +194,13 @@ class Campaign:
                 self.tally.problems.append(f"{d.name}: still running after {sig.name}")
 
     def run_to_completion(self, d: Path, i: int, tries: int = 4) -> dict | None:
+        self.resumed = False
         for _ in range(tries):
+            had_checkpoint = (d / "checkpoint.pt").exists()
             code, err = finish(launch(d, self.overrides(i), self.workdir))
             rec = read_json(d / "results.json")
             if isinstance(rec, dict) and rec.get("status") == "ok":
+                self.resumed = had_checkpoint and "resumed from" in err
                 return rec
             if isinstance(rec, dict) and rec.get("status") == "running":
                 self.tally.stuck_running += 1
@@ -239,8 +258,7 @@ class Campaign:
         same = [r.get("loss") for r in rows] == [r["loss"] for r in ref_rows] and all(
             rec.get(key) == ref_rec.get(key) for key in ("linear_top1", "knn_top1", "final_loss")
         )
-        log_text = (d / "run.log").read_text() if (d / "run.log").exists() else ""
-        resumed = "resumed from" in log_text
+        resumed = self.resumed
         t.exact += same
         t.resumed += resumed
         t.resumed_exact += resumed and same
@@ -274,7 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", help="where the run dirs go (default: a temporary dir)")
     ap.add_argument("--keep", action="store_true", help="keep the run dirs afterwards")
     ap.add_argument(
-        "--window", type=float, default=6.0, help="signals land up to this many s after start"
+        "--window",
+        type=float,
+        default=1.5,
+        help="a fault lands up to this many s after the start of a random epoch (1.5)",
     )
     a = ap.parse_args(argv)
     workdir = Path(a.workdir or tempfile.mkdtemp(prefix="imix-faults-")).absolute()

@@ -257,15 +257,21 @@ def run(
         return previous
     lock: RunLock | None = None
     busy: str | None = None
-    if info.is_main:
+    error: OSError | None = None
+    if info.is_main:  # rank 0 owns the run dir; the other ranks follow its answer
         try:
             check_free_space(run_dir)
             lock = RunLock(run_dir).acquire()
         except RunLocked as e:
             busy = str(e)
-    if dist.any_rank(busy is not None):
-        log.warning("%s", busy or f"{run_dir} is in use by another launch; skipped")
-        return _skipped(run_dir, busy or "in use by another launch")
+        except OSError as e:  # a full disk, an unwritable dir: said plainly, nothing written
+            error = e
+    if dist.any_rank(busy is not None or error is not None):
+        if error is not None:
+            raise error
+        why = busy or "rank 0 could not take the run dir (in use, or no space)"
+        log.warning("%s", why)
+        return _skipped(run_dir, why)
     signals = StopSignals().install()
     record: RunRecord | None = None
     try:

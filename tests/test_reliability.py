@@ -20,7 +20,7 @@ import torch
 
 from analysis.collect import collect, effective_status
 from imix_sweeps.config import ConfigError, config_hash, pretrain_hash
-from imix_sweeps.faults import Campaign, finish, launch, metric_rows, read_json, wait_started
+from imix_sweeps.faults import Campaign, finish, launch, metric_rows, read_json, wait_epochs
 from imix_sweeps.run import RunDirConflict, read_results, run
 from imix_sweeps.runlock import LOCK, RunLock, RunLocked
 from imix_sweeps.runstate import RunRecord, RunSignalled, archive_attempt
@@ -265,9 +265,10 @@ def test_wall_time_adds_up_over_attempts_and_a_killed_one_is_marked_lost(tmp_pat
 def _kill9_then_resume(tmp_path: Path, rng: random.Random, ref: Path) -> tuple[bool, list[int]]:
     d = tmp_path / f"killed_{rng.random():.6f}"
     for _ in range(rng.randint(1, 2)):
+        k, delay = rng.randint(0, 5), rng.uniform(0.0, 1.5)  # start-up or within epoch k + 1
         p = launch(d, SUBPROCESS, tmp_path)
-        if wait_started(d, p):
-            time.sleep(rng.uniform(0.0, 5.0))
+        if wait_epochs(d, p, k):
+            time.sleep(delay)
         p.kill()
         finish(p)
     code, out = finish(launch(d, SUBPROCESS, tmp_path))
