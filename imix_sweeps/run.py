@@ -324,7 +324,10 @@ def run(
             record.write()
         except OSError as werr:
             log.error("could not record the failure in %s: %s", run_dir / RESULTS, werr)
-        log.error("run %s: %s\n%s", status, reason, traceback.format_exc())
+        if isinstance(e, (RunSignalled, KeyboardInterrupt)):
+            log.error("run %s: %s", status, reason)
+        else:
+            log.error("run %s: %s\n%s", status, reason, traceback.format_exc())
         raise
     finally:
         if record is not None:
