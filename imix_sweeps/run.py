@@ -278,10 +278,13 @@ def run(
         if info.is_main:
             remove_stale_temp_files(run_dir)
         previous = read_results(run_dir)  # re-read under the lock
-        if previous and _identity(previous) not in (
-            results["pretrain_hash"],
-            results["config_hash"],
-        ):
+        other = bool(
+            info.is_main
+            and previous
+            and _identity(previous) not in (results["pretrain_hash"], results["config_hash"])
+        )
+        if dist.any_rank(other):  # rank 0's view (the other ranks may already see our record)
+            previous = previous or {}
             if cfg.train.resume:
                 raise RunDirConflict(
                     f"{run_dir} holds the record of another run ({_describe(previous)}; "
