@@ -5,7 +5,7 @@
 
 Each run is launched as a user would (``python -m imix_sweeps hydra.run.dir=...``). First every
 config of the sweep runs once undisturbed (the reference). Then each trial takes one config in
-a fresh run dir and does one of:
+a fresh run dir and does one of these (every kind once per round of 8 trials, seeded order):
 
 - ``kill9``: ``kill -9`` at a random time (1 to 3 times in a row), then re-launch;
 - ``sigterm`` / ``sigint`` / ``sigusr1``: the signal at a random time; the record must say
@@ -160,6 +160,7 @@ class Campaign:
         self.resumed = False
         self.rng = random.Random(seed)
         self.window = signal_window_s
+        self.order: list[str] = list(KINDS)
         self.ref: dict[int, tuple[list[dict], dict]] = {}
         self.tally = Tally()
 
@@ -212,7 +213,9 @@ class Campaign:
         return None
 
     def trial(self, k: int) -> None:
-        kind = self.rng.choice(KINDS)
+        if k % len(KINDS) == 0:  # every fault kind once per round, in a seeded order
+            self.order = self.rng.sample(KINDS, len(KINDS))
+        kind = self.order[k % len(KINDS)]
         i = self.rng.randrange(len(SWEEP))
         d = self.workdir / f"trial_{k:03d}_{kind}"
         t = self.tally
