@@ -299,7 +299,12 @@ def run(
         if previous and previous.get("started_at"):
             results["started_at"] = previous["started_at"]
         if previous and previous.get("status") == "ok":
-            log.info("%s: evaluation options changed; re-evaluating the finished run", run_dir)
+            why = (
+                "evaluation options changed"
+                if previous.get("config_hash") != results["config_hash"]
+                else "skip_done=false"
+            )
+            log.info("%s: %s; re-evaluating the finished checkpoint", run_dir, why)
         record = RunRecord(
             run_dir,
             results,
