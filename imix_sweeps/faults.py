@@ -141,6 +141,7 @@ class Tally:
     stuck_running: int = 0
     temp_left: int = 0
     skipped_concurrent: int = 0
+    landed_late: int = 0
     problems: list[str] = field(default_factory=list)
 
     def ok(self) -> bool:
@@ -234,6 +235,13 @@ class Campaign:
                 t.skipped_concurrent += 1
         else:
             self.interrupt(d, i, signal.SIGKILL)
+            rec = read_json(d / "results.json")
+            if isinstance(rec, dict) and rec.get("status") == "ok":
+                # the kill came after the run had finished: a finished run is not corrupted
+                # (its files were written completely); the trial counts as landed late
+                t.landed_late += 1
+                self.check(d, i, rec)
+                return
             if kind == "torn_metrics":
                 with open(d / "metrics.jsonl", "a") as f:
                     f.write('{"epoch": 99, "step": 12, "lo')
@@ -281,6 +289,7 @@ class Campaign:
             f"temporary files left: {t.temp_left}",
             f"concurrent launches that skipped a run in use: {t.skipped_concurrent} of "
             f"{t.kinds['concurrent']}",
+            f"corruptions not applied (the kill came after the run had finished): {t.landed_late}",
         ]
         lines += [f"problem: {p}" for p in t.problems]
         return "\n".join(lines)
