@@ -474,3 +474,53 @@ def test_table_with_a_garbage_runs_file_is_a_one_line_error(tmp_path):
     )
     assert out.returncode != 0
     assert out.stderr.strip().count("\n") == 0 and str(garbage) in out.stderr, out.stderr
+
+
+# ----------------------------------------------------------------------------- DDP
+DDP_SCRIPT = """
+import os, sys, torch
+torch.set_num_threads(1)
+from tests.conftest import compose
+from imix_sweeps.run import run
+ov = ["train.epochs=2", "train.batch_size=128", "backbone.net.width=8", "method.model.dim=16"]
+print("STATUS", os.environ["RANK"], run(compose(ov), sys.argv[1])["status"], flush=True)
+"""
+
+
+def _ddp_run(run_dir: Path, port: int) -> list[str]:
+    procs = []
+    for rank in (0, 1):
+        env = {
+            **os.environ,
+            "WORLD_SIZE": "2",
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", DDP_SCRIPT, str(run_dir)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    return [ln.split()[2] for o in outs for ln in o.splitlines() if ln.startswith("STATUS")]
+
+
+@pytest.mark.slow
+def test_ddp_rank0_owns_the_run_dir_and_all_ranks_follow_its_lock(tmp_path):
+    port = 29500 + os.getpid() % 1000
+    with RunLock(tmp_path / "held"):
+        assert _ddp_run(tmp_path / "held", port) == ["skipped", "skipped"]
+    assert not (tmp_path / "held" / "results.json").exists()
+    assert _ddp_run(tmp_path / "free", port + 1) == ["ok", "ok"]
+    rec = read_results(tmp_path / "free")
+    assert (
+        rec["world_size"] == 2 and len(rec["attempts"]) == 1 and epochs(tmp_path / "free") == [1, 2]
+    )
