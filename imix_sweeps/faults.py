@@ -156,11 +156,12 @@ class Tally:
 
 
 class Campaign:
-    def __init__(self, workdir: Path, seed: int, signal_window_s: float = 1.5) -> None:
+    def __init__(self, workdir: Path, seed: int, signal_window_s: float = 3.0) -> None:
         self.workdir = workdir
         self.resumed = False
         self.rng = random.Random(seed)
         self.window = signal_window_s
+        self.epoch_s = 0.5  # measured on the reference runs
         self.order: list[str] = list(KINDS)
         self.ref: dict[int, tuple[list[dict], dict]] = {}
         self.tally = Tally()
@@ -176,13 +177,18 @@ class Campaign:
             if code != 0 or not rec or rec.get("status") != "ok":
                 raise SystemExit(f"reference run {i} failed ({code}):\n{err[-2000:]}")
             self.ref[i] = (metric_rows(d), rec)
+        secs = [r.get("epoch_seconds") or 0.0 for rows, _ in self.ref.values() for r in rows]
+        self.epoch_s = max(sum(secs) / max(len(secs), 1), 0.05)
 
     # ------------------------------------------------------------------ faults
-    def interrupt(self, d: Path, i: int, sig: signal.Signals) -> None:
-        """Launch, wait until it holds its dir, send ``sig`` at a random time, wait for the end."""
-        # a random point: start-up (k = 0) or within epoch k + 1 of the run
-        k = self.rng.randint(0, EPOCHS - 1)
-        delay = self.rng.uniform(0.0, self.window)
+    def interrupt(self, d: Path, i: int, sig: signal.Signals, last_epoch: int = EPOCHS) -> None:
+        """Launch, wait until it holds its dir, send ``sig`` at a random time, wait for the end.
+
+        The time: during start-up (up to ``window`` s after the run took its dir), or inside
+        epoch ``k + 1`` for a random ``k`` in ``1..last_epoch - 1`` (up to one epoch's time
+        after epoch ``k``'s metrics line)."""
+        k = self.rng.randint(0, last_epoch - 1)
+        delay = self.rng.uniform(0.0, self.window if k == 0 else self.epoch_s)
         p = launch(d, self.overrides(i), self.workdir)
         if wait_epochs(d, p, k):
             time.sleep(delay)
@@ -234,7 +240,7 @@ class Campaign:
             if "in use by" in ea + eb:
                 t.skipped_concurrent += 1
         else:
-            self.interrupt(d, i, signal.SIGKILL)
+            self.interrupt(d, i, signal.SIGKILL, last_epoch=EPOCHS - 1)
             rec = read_json(d / "results.json")
             if isinstance(rec, dict) and rec.get("status") == "ok":
                 # the kill came after the run had finished: a finished run is not corrupted
@@ -306,8 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--window",
         type=float,
-        default=1.5,
-        help="a fault lands up to this many s after the start of a random epoch (1.5)",
+        default=3.0,
+        help="a fault during start-up lands up to this many s after the run took its dir (3)",
     )
     a = ap.parse_args(argv)
     workdir = Path(a.workdir or tempfile.mkdtemp(prefix="imix-faults-")).absolute()
