@@ -69,7 +69,10 @@ def _runs(paths: list[str] | None) -> pd.DataFrame:
     if not kept:
         raise SystemExit(f"error: --runs {' '.join(paths)}: no such file or directory")
     for p in kept:
-        frames.append(load_runs(p))
+        try:
+            frames.append(load_runs(p))
+        except ValueError as e:
+            raise SystemExit(f"error: --runs {e}") from None
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 

@@ -27,7 +27,11 @@ import pandas as pd
 RESULTS = "results.json"
 METRICS = "metrics.jsonl"
 
-STATUSES = ("ok", "running", "failed", "preempted")
+STATUSES = ("ok", "running", "failed", "preempted", "interrupted")
+# A running record whose heartbeat is older than this many intervals (and at least
+# LOST_MIN_S seconds) belongs to a process that died: it is reported as "lost".
+LOST_INTERVALS = 3
+LOST_MIN_S = 300.0
 REQUIRED = ("method", "mix", "domain", "backbone", "seed", "status", "config_hash")
 NUMERIC = (
     "seed",
@@ -43,6 +47,8 @@ NUMERIC = (
     "wall_seconds",
     "world_size",
     "queue_size",
+    "heartbeat",
+    "heartbeat_interval_s",
 )
 STRINGS = (
     "method",
@@ -253,6 +259,13 @@ def dedupe(df: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str, str]]]:
     return kept.sort_values("path", kind="stable").reset_index(drop=True), issues
 
 
+def _ago(now: float, beat: object) -> str:
+    try:
+        return f"{(now - float(beat)) / 60:.0f} min ago"  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "an unknown time"
+
+
 def read_curves(
     run_dirs: Iterable[str],
     hashes: Iterable[str],
@@ -273,6 +286,7 @@ def read_curves(
             issues.append((d, "warning", f"unreadable metrics.jsonl: {e}"))
             continue
         bad = 0
+        epochs: list[float] = []
         for line in lines:
             if not line.strip():
                 continue
@@ -287,8 +301,19 @@ def read_curves(
             r["config_hash"] = h
             r["run_dir"] = d
             rows.append(r)
+            epochs.append(r["epoch"])
         if bad:
             issues.append((d, "warning", f"metrics.jsonl: {bad} corrupt line(s) skipped"))
+        doubled = len(epochs) - len(set(epochs))
+        if doubled:
+            issues.append(
+                (
+                    d,
+                    "warning",
+                    f"metrics.jsonl: {doubled} epoch row(s) repeated (two launches at once, or "
+                    "an earlier attempt's rows); the curve is not this run's history",
+                )
+            )
     curves = pd.DataFrame(rows)
     if not curves.empty:
         for c in curves.columns:
@@ -343,11 +368,17 @@ def collect(
         df = df[~unknown]
     df, dup = dedupe(df)
     issues += dup
-    for p, st, why in zip(df["path"], df["status"], df["reason"]):
+    now = time.time()
+    for rec in df.to_dict("records"):
+        p, st, why = rec["path"], effective_status(rec, now), rec["reason"]
         if st == "failed":
             issues.append((p, "failed", why or "no reason recorded"))
-        elif st in ("running", "preempted"):
-            issues.append((p, st, "no final results yet"))
+        elif st == "lost":
+            issues.append(
+                (p, "lost", f"status running but no heartbeat since {_ago(now, rec['heartbeat'])}")
+            )
+        elif st in ("running", "preempted", "interrupted"):
+            issues.append((p, st, why or "no final results yet"))
     extra = [c for c in df.columns if c not in COLUMNS]
     df = df[list(COLUMNS) + extra]
     cur = pd.DataFrame()
@@ -359,7 +390,6 @@ def collect(
 
 
 # ----------------------------------------------------------------------------- liveness
-LOST_MIN_S = 300.0  # a run is never called lost before 5 minutes without a sign of life
 
 
 def lost_after(record: dict) -> float:
@@ -373,7 +403,7 @@ def lost_after(record: dict) -> float:
     for key in ("heartbeat_interval_s", "last_epoch_seconds"):
         v = record.get(key)
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0:
-            bound = max(bound, 3.0 * float(v))
+            bound = max(bound, LOST_INTERVALS * float(v))
     return bound
 
 
@@ -437,8 +467,10 @@ def load_runs(path: str | os.PathLike) -> pd.DataFrame:
         if (p / "runs.parquet").is_file():
             return pd.read_parquet(p / "runs.parquet")
         return collect([p], curves=False).runs
-    if p.suffix == ".parquet":
-        return pd.read_parquet(p)
-    if p.suffix == ".csv":
-        return _coerce(pd.read_csv(p))
+    if p.suffix in (".parquet", ".csv"):
+        try:
+            return pd.read_parquet(p) if p.suffix == ".parquet" else _coerce(pd.read_csv(p))
+        except Exception as e:  # garbage, truncated, or not a table at all
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"{p}: not a readable runs table ({first})") from e
     raise ValueError(f"{p}: expected a runs.parquet / runs.csv file or a run directory")

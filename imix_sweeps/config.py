@@ -12,15 +12,18 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import II, MISSING, DictConfig, OmegaConf
 
 from imix_sweeps.mix import MixStrategy
+from imix_sweeps.train import SCHEDULES  # optim.schedule values (lr_at)
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 MODALITIES = ("image", "audio", "tabular")
@@ -144,6 +147,9 @@ class TrainConf:
     threads: int = 0  # torch intra-op threads on CPU (0: leave as is)
     augment_threads: int = 0  # in-memory domains: threads augmenting the coming steps (CPU runs)
     sync_bn: bool = False  # BatchNorm -> SyncBatchNorm under DDP (CUDA only)
+    heartbeat_interval_s: float = (
+        60.0  # results.json "heartbeat" refreshed this often while running
+    )
 
 
 @dataclass
@@ -243,8 +249,107 @@ def validate(cfg: DictConfig) -> None:
         errors.append(
             f"train.batch_size={cfg.train.batch_size}: contrastive learning needs at least 2 samples"
         )
+    errors += value_errors(cfg)
     if errors:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
+
+
+LINEAR_METHODS = (
+    "lbfgs",
+    "sgd",
+    "pinv",
+    "official_sgd",
+)  # eval.linear_method (imix_sweeps.evaluate)
+DEVICES = ("auto", "cpu", "cuda")  # train.device
+
+
+def _num(v: Any) -> float | None:
+    """``v`` as a float, or None when it is not a number (bools are not numbers here)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v)
+
+
+def value_errors(cfg: DictConfig) -> list[str]:
+    """Messages for values that cannot train (each names the key and what is allowed).
+
+    Checked before a run directory exists, so a typo never costs a pre-training."""
+    errors: list[str] = []
+
+    def need(key: str, ok: Any, allowed: str) -> None:
+        v = OmegaConf.select(cfg, key, default=None)
+        if not ok(v):
+            errors.append(f"{key}={v!r}: allowed {allowed}")
+
+    def positive_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+    def nonneg_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+    def positive(v: Any) -> bool:
+        x = _num(v)
+        return x is not None and math.isfinite(x) and x > 0
+
+    def nonneg(v: Any) -> bool:
+        x = _num(v)
+        return x is not None and math.isfinite(x) and x >= 0
+
+    need("train.epochs", positive_int, "an integer >= 1")
+    need("train.batch_size", positive_int, "an integer >= 1")
+    need("train.checkpoint_every", nonneg_int, "an integer >= 0 (0: only at the end)")
+    need("train.check_finite_every", nonneg_int, "an integer >= 0 (0: only at epoch ends)")
+    need("train.log_every", nonneg_int, "an integer >= 0")
+    need("train.threads", nonneg_int, "an integer >= 0")
+    need("train.augment_threads", nonneg_int, "an integer >= 0")
+    need("train.device", lambda v: v in DEVICES, ", ".join(DEVICES))
+    need("train.heartbeat_interval_s", positive, "a number of seconds > 0")
+    need("optim.schedule", lambda v: v in SCHEDULES, ", ".join(SCHEDULES))
+    if cfg.optim.lr is not None:
+        need("optim.lr", positive, "null (scaled from optim.base_lr) or a finite number > 0")
+    else:
+        need("optim.base_lr", positive, "a finite number > 0")
+        need("optim.base_batch", positive_int, "an integer >= 1")
+    need("optim.momentum", lambda v: nonneg(v) and float(v) < 1, "a number in [0, 1)")
+    need("optim.weight_decay", nonneg, "a finite number >= 0")
+    need("optim.gamma", positive, "a finite number > 0")
+    if cfg.optim.warmup_epochs is not None:
+        need("optim.warmup_epochs", nonneg, "null (the official rule) or a number >= 0")
+    need(
+        "optim.milestones",
+        lambda v: v is not None and all(positive_int(m) for m in v),
+        "a list of epochs >= 1",
+    )
+    mix_fns = [f for f in (cfg.mix.get("fn"), cfg.mix.get("input_fn")) if isinstance(f, DictConfig)]
+    if cfg.mix.alpha is not None or any("alpha" in f for f in mix_fns):
+        need("mix.alpha", positive, "a finite number > 0 (the Beta(alpha, alpha) parameter)")
+    t = OmegaConf.select(cfg, "method.model.temperature", default=None)
+    if t is not None:
+        need("method.model.temperature", positive, "a finite number > 0")
+    need("eval.linear_method", lambda v: v in LINEAR_METHODS, ", ".join(LINEAR_METHODS))
+    need("eval.linear_epochs", positive_int, "an integer >= 1")
+    need("eval.linear_lr", positive, "a finite number > 0")
+    need("eval.linear_weight_decay", nonneg, "a finite number >= 0")
+    need("eval.knn_k", positive_int, "an integer >= 1")
+    need("eval.knn_temperature", positive, "a finite number > 0")
+    need("eval.knn_every", nonneg_int, "an integer >= 0 (0: off)")
+    need("eval.fewshot_per_class", nonneg_int, "an integer >= 0 (0: off)")
+    need("eval.fewshot_draws", positive_int, "an integer >= 1")
+    need("eval.batch_size", positive_int, "an integer >= 1")
+    return errors
+
+
+class ValidateBeforeRun(Callback):
+    """Hydra callback (wired in ``conf/config.yaml``): a single run's config is validated before
+    Hydra creates its output dir, so an invalid one leaves nothing behind. (Multirun jobs are
+    validated by ``imix_sweeps.run.app``, which removes the dir Hydra made for an invalid job.)"""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            validate(config)
+        except ConfigError as e:
+            # SystemExit, not an Exception: Hydra turns a callback's Exception into a warning.
+            raise SystemExit(f"error: {e}") from None
 
 
 # ----------------------------------------------------------------------------- derived values
@@ -276,20 +381,33 @@ RUN_ONLY_KEYS = (
     "train.checkpoint_every",
     "experiment",
     "logger",
+    "train.heartbeat_interval_s",
 )
+# What evaluation reads, not what pre-training computes: left out of the checkpoint's identity,
+# so changed evaluation options re-evaluate a finished checkpoint instead of re-training it.
+EVAL_KEYS = ("eval",)
 
 
-def config_hash(cfg: DictConfig, *, include_seed: bool = True) -> str:
-    """sha1 of the resolved config without keys that do not change what is computed."""
+def config_hash(cfg: DictConfig, *, include_seed: bool = True, include_eval: bool = True) -> str:
+    """sha1 of the resolved config without keys that do not change what is computed.
+
+    ``include_eval=False`` gives the pre-training identity (``pretrain_hash``): the hash a
+    checkpoint carries, the same for any evaluation options."""
     c = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(c, dict)
     c.pop("hydra", None)
-    for key in RUN_ONLY_KEYS + (() if include_seed else ("seed",)):
+    drop = RUN_ONLY_KEYS + (() if include_seed else ("seed",)) + (() if include_eval else EVAL_KEYS)
+    for key in drop:
         head, _, tail = key.rpartition(".")
         node = c.get(head) if head else c
         if isinstance(node, dict):
             node.pop(tail, None)
     return hashlib.sha1(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def pretrain_hash(cfg: DictConfig) -> str:
+    """The identity of a run's pre-training: ``config_hash`` without the ``eval`` options."""
+    return config_hash(cfg, include_eval=False)
 
 
 # ----------------------------------------------------------------------------- building

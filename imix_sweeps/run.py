@@ -11,9 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import shutil
+import signal
 import subprocess
 import sys
-import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -27,12 +28,14 @@ from omegaconf import DictConfig, OmegaConf
 from imix_sweeps import dist, hostmem, loggers
 from imix_sweeps.config import (
     CONF_DIR,
+    ConfigError,
     build_backbone,
     build_domain,
     build_method,
     build_mix,
     config_hash,
     lr_of,
+    pretrain_hash,
     temperature_of,
     validate,
     warmup_of,
@@ -47,7 +50,18 @@ from imix_sweeps.evaluate import (
     official_linear,
     shuffled_batches,
 )
-from imix_sweeps.train import TrainSpec, atomic_save_text, train
+from imix_sweeps.runlock import RunLock, RunLocked
+from imix_sweeps.runstate import (
+    RunRecord,
+    RunSignalled,
+    StopSignals,
+    archive_attempt,
+    check_free_space,
+    describe_os_error,
+    remove_stale_temp_files,
+    write_record,
+)
+from imix_sweeps.train import CHECKPOINT, TrainSpec, train
 
 log = logging.getLogger("imix_sweeps")
 
@@ -147,6 +161,7 @@ def base_results(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "reason": None,
         "log_path": None,
         "config_hash": config_hash(cfg),
+        "pretrain_hash": pretrain_hash(cfg),
         "cell_hash": config_hash(cfg, include_seed=False),
         "git_commit": _git_commit(),
         "experiment": cfg.experiment,
@@ -158,7 +173,8 @@ def base_results(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def write_results(run_dir: Path, results: dict[str, Any]) -> None:
-    atomic_save_text(json.dumps(results, indent=1, sort_keys=True) + "\n", run_dir / RESULTS)
+    """Atomic write of ``results.json`` (in place on a full disk, see ``runstate``)."""
+    write_record(run_dir / RESULTS, results)
 
 
 def read_results(run_dir: Path) -> dict[str, Any] | None:
@@ -272,6 +288,19 @@ def start_logger(cfg: DictConfig, run_dir: Path) -> loggers.Logger:
     return logger
 
 
+class RunDirConflict(RuntimeError):
+    """The run dir holds the record of a different run (another seed or config)."""
+
+
+def _identity(record: dict[str, Any]) -> str | None:
+    """The pre-training identity of a results.json (older records: their config hash)."""
+    return record.get("pretrain_hash") or record.get("config_hash")
+
+
+def _skipped(run_dir: Path, why: str) -> dict[str, Any]:
+    return {"status": "skipped", "reason": why, "run_dir": str(run_dir.resolve())}
+
+
 def run(
     cfg: DictConfig,
     run_dir: Path,
@@ -281,11 +310,15 @@ def run(
 ) -> dict[str, Any]:
     """Train and evaluate one config in ``run_dir``; return (and write) its results.
 
-    Raises after writing ``status: failed`` when anything goes wrong. A preempted run (``should_stop``)
-    returns with ``status: preempted`` and its checkpoint in place.
+    The config is validated before anything is created. Rank 0 holds the run dir's lock
+    (``imix_sweeps.runlock``) for the whole run: a second launch of the same run returns
+    ``status: skipped`` without touching the dir. Raises after writing ``status: failed`` (or
+    ``interrupted``) when anything goes wrong. A preempted run (``should_stop``, SIGUSR1)
+    returns with ``status: preempted`` and its checkpoint in place. While it runs,
+    ``results.json`` carries a ``heartbeat`` refreshed every ``train.heartbeat_interval_s``.
     """
+    validate(cfg)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     info = dist.init_from_env()
     results = base_results(cfg, run_dir)
     results["log_path"] = str(log_path) if log_path else None
@@ -298,69 +331,184 @@ def run(
     ):
         log.info("skipping %s: results.json already says ok for this config", run_dir)
         return previous
-    if previous and previous.get("started_at"):
-        results["started_at"] = previous["started_at"]
-    t0 = time.time() - float((previous or {}).get("wall_seconds") or 0.0)
-    if info.is_main:
-        write_results(run_dir, results)
-    logger = start_logger(cfg, run_dir) if info.is_main else loggers.NullLogger()
+    lock: RunLock | None = None
+    busy: str | None = None
+    error: OSError | None = None
+    if info.is_main:  # rank 0 owns the run dir; the other ranks follow its answer
+        try:
+            check_free_space(run_dir)
+            lock = RunLock(run_dir).acquire()
+        except RunLocked as e:
+            busy = str(e)
+        except OSError as e:  # a full disk, an unwritable dir: said plainly, nothing written
+            error = e
+    if dist.any_rank(busy is not None or error is not None):
+        if error is not None:
+            raise error
+        why = busy or "rank 0 could not take the run dir (in use, or no space)"
+        log.warning("%s", why)
+        return _skipped(run_dir, why)
+    signals = StopSignals().install()
+    record: RunRecord | None = None
+    logger: loggers.Logger = loggers.NullLogger()
     try:
-        validate(cfg)
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
-        hostmem.tune_malloc()
-        torch.manual_seed(cfg.seed)
-        device = _device(cfg)
-        domain = build_domain(cfg)
-        backbone = build_backbone(cfg, domain.in_shape)
-        method = build_method(cfg, backbone, build_mix(cfg), domain)
-        log.info(
-            "run %s: method=%s mix=%s domain=%s backbone=%s seed=%d on %s (world %d)",
-            run_dir,
-            cfg.method.name,
-            cfg.mix.name,
-            cfg.domain.name,
-            cfg.backbone.name,
-            cfg.seed,
-            device,
-            info.world_size,
+        if info.is_main:
+            remove_stale_temp_files(run_dir)
+        previous = read_results(run_dir)  # re-read under the lock
+        other = bool(
+            info.is_main
+            and previous
+            and _identity(previous) not in (results["pretrain_hash"], results["config_hash"])
         )
+        if dist.any_rank(other):  # rank 0's view (the other ranks may already see our record)
+            previous = previous or {}
+            if cfg.train.resume:
+                raise RunDirConflict(
+                    f"{run_dir} holds the record of another run ({_describe(previous)}; "
+                    f"hash {_identity(previous)}, this run {results['pretrain_hash']}); it is not "
+                    "overwritten. Use another output dir, or set train.resume=false to move the "
+                    f"earlier run's files to {run_dir / 'attempts'}/ and start over."
+                )
+            if info.is_main:
+                moved = archive_attempt(run_dir, (RESULTS, "metrics.jsonl", CHECKPOINT))
+                log.warning("train.resume=false: the earlier run's files moved to %s", moved)
+            previous = None
+        if previous and previous.get("started_at"):
+            results["started_at"] = previous["started_at"]
+        if previous and previous.get("status") == "ok":
+            why = (
+                "evaluation options changed"
+                if previous.get("config_hash") != results["config_hash"]
+                else "skip_done=false"
+            )
+            log.info("%s: %s; re-evaluating the finished checkpoint", run_dir, why)
+        record = RunRecord(
+            run_dir,
+            results,
+            previous=previous,
+            heartbeat_interval_s=cfg.train.heartbeat_interval_s,
+            enabled=info.is_main,
+        )
+        record.write()
+        record.start_heartbeat()
+        if info.is_main:
+            logger = start_logger(cfg, run_dir)
+        out = _train_and_evaluate(cfg, run_dir, record, signals, should_stop, info, logger)
+    except BaseException as e:
+        if record is None:  # refused before the record was taken over: leave it as it is
+            raise
+        status = "failed"
+        if isinstance(e, RunSignalled):
+            status = signals.status()
+            reason = f"{e.name} received; the last good checkpoint is kept (re-launch to resume)"
+        elif isinstance(e, KeyboardInterrupt):
+            status, reason = "interrupted", "KeyboardInterrupt (SIGINT); re-launch to resume"
+        else:
+            reason = describe_os_error(e, run_dir)
+        record.stop_heartbeat()
+        record.update(status=status, reason=reason, finished_at=_now())
+        try:
+            record.write()
+        except OSError as werr:
+            log.error("could not record the failure in %s: %s", run_dir / RESULTS, werr)
+        if isinstance(e, (RunSignalled, KeyboardInterrupt)):
+            log.error("run %s: %s", status, reason)
+        else:
+            log.error("run %s: %s\n%s", status, reason, traceback.format_exc())
+        raise
+    finally:
+        if record is not None:
+            record.stop_heartbeat()
+        logger.close()
+        signals.restore()
+        if lock is not None:
+            lock.release()
+    dist.barrier()
+    return out
+
+
+def _describe(record: dict[str, Any]) -> str:
+    keys = ("method", "mix", "domain", "seed", "epochs")
+    return ", ".join(f"{k}={record.get(k)}" for k in keys if k in record) or "unknown config"
+
+
+def _train_and_evaluate(
+    cfg: DictConfig,
+    run_dir: Path,
+    record: RunRecord,
+    signals: StopSignals,
+    should_stop: Callable[[], bool],
+    info: dist.DistInfo,
+    logger: loggers.Logger,
+) -> dict[str, Any]:
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    hostmem.tune_malloc()
+    torch.manual_seed(cfg.seed)
+    device = _device(cfg)
+    domain = build_domain(cfg)
+    backbone = build_backbone(cfg, domain.in_shape)
+    method = build_method(cfg, backbone, build_mix(cfg), domain)
+    log.info(
+        "run %s: method=%s mix=%s domain=%s backbone=%s seed=%d on %s (world %d)",
+        run_dir,
+        cfg.method.name,
+        cfg.mix.name,
+        cfg.domain.name,
+        cfg.backbone.name,
+        cfg.seed,
+        device,
+        info.world_size,
+    )
+    calls = 0
+
+    def stop() -> bool:
+        nonlocal calls
+        if should_stop():
+            return True
+        if info.world_size == 1:
+            return signals.caught is not None
+        calls += 1  # DDP: agree on a signal caught by any rank, every 10 steps
+        return calls % 10 == 0 and dist.any_rank(signals.caught is not None)
+
+    def on_epoch(row: dict[str, Any]) -> None:
+        record.beat(row)
+        logger.log_metrics(row, row["epoch"])
+
+    signals.graceful = True
+    try:
         out = train(
             method,
             domain,
             spec_of(cfg),
             run_dir,
             device=device,
-            config_hash=results["config_hash"],
-            should_stop=should_stop,
-            on_epoch=lambda row: logger.log_metrics(row, row["epoch"]),
+            config_hash=record.data["pretrain_hash"],
+            accept_hashes=(record.data["config_hash"],),
+            should_stop=stop,
+            on_epoch=on_epoch,
         )
-        results["final_loss"] = out.final_loss
-        if out.preempted:
-            results.update(status="preempted", wall_seconds=round(time.time() - t0, 2))
-        else:
-            if info.is_main:
-                results.update(evaluate(cfg, method, domain, device))
-            results.update(status="ok", wall_seconds=round(time.time() - t0, 2), finished_at=_now())
-            logger.log_final({k: results[k] for k in FINAL if results.get(k) is not None})
-            log.info("done: %s (%.1fs)", done_line(results), results["wall_seconds"])
-    except BaseException as e:
-        results.update(
-            status="failed",
-            reason=f"{type(e).__name__}: {e}",
-            wall_seconds=round(time.time() - t0, 2),
-            finished_at=_now(),
-        )
-        if info.is_main:
-            write_results(run_dir, results)
-        log.error("run failed: %s\n%s", results["reason"], traceback.format_exc())
-        raise
     finally:
-        logger.close()
+        signals.graceful = False
+    record.update(final_loss=out.final_loss)
+    if out.preempted:
+        name = signals.caught
+        if name is not None and signals.status() != "preempted":
+            raise RunSignalled(name)  # recorded failed / interrupted by run(); the process ends
+        why = f"{name}: " if name else ""
+        record.update(
+            status="preempted",
+            reason=f"{why}stopped at epoch {out.epochs_done + 1} with a checkpoint; "
+            "re-launch to resume",
+        )
+        return record.write()
     if info.is_main:
-        write_results(run_dir, results)
-    dist.barrier()
-    return results
+        record.update(**evaluate(cfg, method, domain, device))
+    record.update(status="ok", reason=None, finished_at=_now())
+    rec = record.write()
+    logger.log_final({k: rec[k] for k in FINAL if rec.get(k) is not None})
+    log.info("done: %s (%.1fs)", done_line(rec), rec["wall_seconds"])
+    return rec
 
 
 def _hydra_log_path() -> Path | None:
@@ -371,9 +519,38 @@ def _hydra_log_path() -> Path | None:
         return None
 
 
+def remove_if_only_hydra(run_dir: Path, stop_at: Path) -> bool:
+    """Remove ``run_dir`` when it holds nothing but what Hydra writes at job start (``.hydra/``,
+    the job's log), and then its parents up to ``stop_at`` that became empty. For a job whose
+    config is invalid: it leaves nothing behind."""
+    try:
+        names = [p.name for p in run_dir.iterdir()]
+    except OSError:
+        return False
+    if any(n != ".hydra" and not n.endswith(".log") for n in names):
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    parent = run_dir.parent
+    stop_at = stop_at.resolve()
+    while parent.resolve() != stop_at and stop_at in parent.resolve().parents:
+        try:
+            parent.rmdir()  # only when empty
+        except OSError:
+            break
+        parent = parent.parent
+    return True
+
+
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def app(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        validate(cfg)
+    except ConfigError as e:
+        # Hydra created the dir (and .hydra/) before calling us: take it away again.
+        removed = remove_if_only_hydra(run_dir, Path.cwd())
+        log.error("%s%s", e, f"\n(nothing was kept in {run_dir})" if removed else "")
+        raise
     return run(cfg, run_dir, log_path=_hydra_log_path())
 
 
@@ -397,7 +574,11 @@ def main() -> None:
     """The console script; ``--explain`` prints the settings instead of running them."""
     if "--explain" in sys.argv[1:]:
         raise SystemExit(explain_main([a for a in sys.argv[1:] if a != "--explain"]))
-    app()
+    try:
+        app()
+    except RunSignalled as e:  # recorded in results.json; end like the signal would have
+        print(f"imix-sweeps: stopped by {e.name}", file=sys.stderr)
+        sys.exit(128 + int(getattr(signal, e.name)))
 
 
 if __name__ == "__main__":

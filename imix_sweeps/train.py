@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,10 +26,12 @@ from torch import nn
 from imix_sweeps import dist
 from imix_sweeps.data.base import step_generator
 from imix_sweeps.evaluate import extract_splits, knn_top1
+from imix_sweeps.runstate import archive_attempt, write_then_replace
 
 log = logging.getLogger("imix_sweeps.train")
 
 CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -121,25 +122,18 @@ def lr_at(spec: TrainSpec, epoch: float, step: int = 0, steps_per_epoch: int = 1
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write to a temporary file in the same directory, fsync, then rename over ``path`` (the
+    temporary file is removed when the write fails, e.g. on a full disk)."""
+    write_then_replace(path, lambda f: torch.save(obj, f), "wb")
 
 
 def atomic_save_text(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_then_replace(path, lambda f: f.write(text), "w")
 
 
-def load_checkpoint(run_dir: Path, config_hash: str | None) -> dict | None:
+def load_checkpoint(
+    run_dir: Path, config_hash: str | None, also_accept: tuple[str, ...] = ()
+) -> dict | None:
     path = run_dir / CHECKPOINT
     if not path.exists():
         return None
@@ -150,7 +144,11 @@ def load_checkpoint(run_dir: Path, config_hash: str | None) -> dict | None:
             f"checkpoint {path} is unreadable ({type(e).__name__}: {e}). It was left in place; move it "
             "away to start this run from scratch, or set train.resume=false."
         ) from e
-    if config_hash is not None and state.get("config_hash") not in (None, config_hash):
+    if config_hash is not None and state.get("config_hash") not in (
+        None,
+        config_hash,
+        *also_accept,
+    ):
         raise CheckpointError(
             f"checkpoint {path} was written by a different config (hash {state.get('config_hash')}, "
             f"this run {config_hash}). Use a fresh output dir, or set train.resume=false to overwrite it."
@@ -159,21 +157,41 @@ def load_checkpoint(run_dir: Path, config_hash: str | None) -> dict | None:
 
 
 def append_metrics(run_dir: Path, row: dict) -> None:
-    with open(run_dir / "metrics.jsonl", "a") as f:
+    with open(run_dir / METRICS, "a") as f:
         f.write(json.dumps(row) + "\n")
 
 
 def truncate_metrics(run_dir: Path, last_epoch: int) -> None:
-    """Drop metric lines of epochs after ``last_epoch`` (written after the checkpoint we resume)."""
-    path = run_dir / "metrics.jsonl"
+    """Keep the metric lines of epochs 1..``last_epoch`` (the checkpoint we resume from), once
+    each. Lines written after that checkpoint, a torn last line (a kill mid-write, a full disk)
+    and other unreadable lines are dropped with a warning that names the file."""
+    path = run_dir / METRICS
     if not path.exists():
         return
-    keep = [
-        ln
-        for ln in path.read_text().splitlines()
-        if ln.strip() and json.loads(ln)["epoch"] <= last_epoch
-    ]
-    path.write_text("".join(ln + "\n" for ln in keep))
+    keep: dict[int, str] = {}
+    bad = 0
+    for ln in path.read_text(errors="replace").splitlines():
+        if not ln.strip():
+            continue
+        try:
+            row = json.loads(ln)
+            epoch = int(row["epoch"])
+        except (ValueError, TypeError, KeyError):
+            bad += 1
+            continue
+        if 1 <= epoch <= last_epoch:
+            keep[epoch] = ln  # a doubled epoch keeps its last line
+    if bad:
+        log.warning(
+            "%s: dropped %d unreadable line(s) (torn by a kill or a full disk); the file now "
+            "holds epochs 1..%d of the checkpoint",
+            path,
+            bad,
+            last_epoch,
+        )
+    text = "".join(keep[e] + "\n" for e in sorted(keep))
+    if text != path.read_text(errors="replace"):
+        atomic_save_text(text, path)
 
 
 def convert_sync_bn(model: nn.Module) -> nn.Module:
@@ -258,8 +276,15 @@ def train(
     config_hash: str | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     on_epoch: Callable[[dict], None] | None = None,
+    accept_hashes: tuple[str, ...] = (),
 ) -> TrainResult:
-    """Pre-train ``model``; ``on_epoch`` (main rank) gets every epoch's metrics row."""
+    """Pre-train ``model`` in ``run_dir`` (resuming from its checkpoint when ``spec.resume``).
+
+    A fresh start moves the files of an earlier attempt (``metrics.jsonl``, ``checkpoint.pt``)
+    to ``attempts/<n>/`` first, so ``metrics.jsonl`` always holds this run's history once.
+    ``on_epoch(row)`` is called on rank 0 after each epoch's metrics line is written. A
+    checkpoint carries ``config_hash``; one carrying a hash in ``accept_hashes`` (the same
+    pre-training under an older hash) is resumed too."""
     run_dir.mkdir(parents=True, exist_ok=True)
     info = dist.info()
     amp_dtype = torch.bfloat16 if (spec.amp and device.type == "cuda") else None
@@ -289,7 +314,7 @@ def train(
 
     # ---- resume
     start_epoch, start_step, history = 0, 0, []
-    state = load_checkpoint(run_dir, config_hash) if spec.resume else None
+    state = load_checkpoint(run_dir, config_hash, accept_hashes) if spec.resume else None
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -299,6 +324,14 @@ def train(
         log.info(
             "resumed from %s at epoch %d step %d", run_dir / CHECKPOINT, start_epoch, start_step
         )
+    elif info.is_main:
+        moved = archive_attempt(run_dir, (METRICS, CHECKPOINT))
+        if moved is not None:
+            log.warning(
+                "fresh start in %s: the earlier attempt's files moved to %s", run_dir, moved
+            )
+    dist.barrier()
+    have_checkpoint = state is not None
 
     def save(epoch: int, step: int, partial_loss: tuple[float, int] = (0.0, 0)) -> None:
         # Mid-epoch, every rank's own partial loss sum is kept, so that the resumed epoch's
@@ -366,7 +399,7 @@ def train(
             loss_sum += loss
             n_steps += 1
             if spec.check_finite_every and (step + 1) % spec.check_finite_every == 0:
-                _check_finite(loss_sum, epoch, step)
+                _check_finite(loss_sum, epoch, step, have_checkpoint)
             if spec.log_every and info.is_main and (step + 1) % spec.log_every == 0:
                 log.info(
                     "epoch %d step %d/%d loss %.4f lr %.4g",
@@ -377,11 +410,11 @@ def train(
                     lr,
                 )
             if should_stop():
-                _check_finite(loss_sum, epoch, step)
+                _check_finite(loss_sum, epoch, step, have_checkpoint)
                 save(epoch, step + 1, (float(loss_sum), n_steps))
                 log.info("stop requested: checkpointed at epoch %d step %d", epoch, step + 1)
                 return TrainResult(final_loss, epoch, preempted=True, history=history)
-        _check_finite(loss_sum, epoch, steps_per_epoch - 1)
+        _check_finite(loss_sum, epoch, steps_per_epoch - 1, have_checkpoint)
         mean_loss = float(dist.all_reduce_mean(loss_sum / max(n_steps, 1)))
         row = {
             "epoch": epoch + 1,
@@ -419,6 +452,7 @@ def train(
         last = epoch + 1 == spec.epochs
         if last or (spec.checkpoint_every and (epoch + 1) % spec.checkpoint_every == 0):
             save(epoch + 1, 0)
+            have_checkpoint = True
     return TrainResult(final_loss, spec.epochs, history=history)
 
 
@@ -429,9 +463,16 @@ def _clock(seconds: float) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
-def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int) -> None:
+def _check_finite(
+    loss_sum: torch.Tensor, epoch: int, step: int, have_checkpoint: bool = True
+) -> None:
     if not torch.isfinite(loss_sum):
+        kept = (
+            "the last good checkpoint was kept"
+            if have_checkpoint
+            else "no checkpoint had been written yet"
+        )
         raise NonFiniteLossError(
-            f"loss is not finite at epoch {epoch + 1}, by step {step + 1}; the run stopped and the last "
-            "good checkpoint was kept (try a lower lr, a higher temperature, or train.amp=false)"
+            f"loss is not finite at epoch {epoch + 1}, by step {step + 1}; the run stopped and {kept} "
+            "(try a lower lr, a higher temperature, or train.amp=false)"
         )

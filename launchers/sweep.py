@@ -29,7 +29,7 @@ from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from imix_sweeps import run as imix_run
-from imix_sweeps.config import config_hash
+from imix_sweeps.config import ConfigError, config_hash, validate
 from launchers.job import RunJob, run_dir_of, task_config
 
 log = logging.getLogger("launchers.sweep")
@@ -60,6 +60,7 @@ class PlannedRun:
     skip: bool
     task_cfg: DictConfig | None = field(default=None, repr=False)
     job: Any = field(default=None, repr=False)  # submitit.Job once submitted
+    invalid: str | None = None  # the validation message: not submitted, no run dir made
 
     @property
     def label(self) -> str:
@@ -106,7 +107,12 @@ class Sweep:
                 and prev_status == "ok"
                 and prev.get("config_hash") == h
             )
-            plans.append(PlannedRun(num, list(overrides), run_dir, h, prev_status, skip, task_cfg))
+            plan = PlannedRun(num, list(overrides), run_dir, h, prev_status, skip, task_cfg)
+            try:
+                validate(task_cfg)
+            except ConfigError as e:
+                plan.invalid = str(e)
+            plans.append(plan)
         return plans
 
     def executor(self) -> submitit.AutoExecutor:
@@ -159,10 +165,12 @@ class Sweep:
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
 
     def submit(self, plans: list[PlannedRun]) -> list[PlannedRun]:
-        todo = [p for p in plans if not p.skip]
+        todo = [p for p in plans if not p.skip and p.invalid is None]
         for p in plans:
             if p.skip:
                 log.info("#%d skipped (results.json says ok): %s", p.num, p.run_dir)
+            elif p.invalid is not None:
+                log.error("#%d not submitted: %s: %s", p.num, p.label, p.invalid)
         if not todo:
             return plans
         ex = self.executor()
@@ -198,6 +206,10 @@ class Sweep:
 
     def outcome(self, p: PlannedRun) -> JobReturn:
         ret = JobReturn(overrides=list(p.overrides), working_dir=str(p.run_dir))
+        if p.invalid is not None:  # refused before anything was submitted or created
+            ret.status = JobStatus.FAILED
+            ret.return_value = ConfigError(p.invalid)
+            return ret
         if p.job is None:  # skipped
             ret.status = JobStatus.COMPLETED
             ret.return_value = imix_run.read_results(p.run_dir)

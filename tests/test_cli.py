@@ -33,7 +33,7 @@ def test_single_run_writes_results_and_logs_progress(tmp_path):
     assert (tmp_path / "run" / ".hydra" / "config.yaml").exists()
 
 
-def test_multirun_goes_on_past_a_failed_job_and_exits_non_zero(tmp_path):
+def test_multirun_goes_on_past_an_invalid_job_that_leaves_nothing_and_exits_non_zero(tmp_path):
     out = imix_sweeps(
         "--multirun",
         "domain=digits_tab",
@@ -48,11 +48,17 @@ def test_multirun_goes_on_past_a_failed_job_and_exits_non_zero(tmp_path):
         for p in (tmp_path / "sweep").glob("*/results.json")
     }
     by_mix = {r["mix"]: r for r in results.values()}
-    assert (
-        by_mix["icutmix"]["status"] == "failed"
-        and "does not apply to tabular" in by_mix["icutmix"]["reason"]
-    )
-    assert by_mix["imixup"]["status"] == "ok"
+    assert set(by_mix) == {"imixup"} and by_mix["imixup"]["status"] == "ok"
+    assert "does not apply to tabular" in out.stderr  # said, and no run dir left behind
+    assert not [p for p in (tmp_path / "sweep").iterdir() if "icutmix" in p.name]
+
+
+def test_invalid_single_run_fails_before_any_output_dir_exists(tmp_path):
+    out = imix_sweeps("train.epochs=0", "mix=imixup", "mix.alpha=-1", cwd=tmp_path)
+    assert out.returncode != 0
+    assert "train.epochs=0" in out.stderr and "mix.alpha=-1.0" in out.stderr, out.stderr[-2000:]
+    assert "allowed" in out.stderr
+    assert not (tmp_path / "outputs").exists() and not list(tmp_path.iterdir())
 
 
 def test_unknown_option_is_reported_with_the_valid_ones(tmp_path):

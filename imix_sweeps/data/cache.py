@@ -56,6 +56,10 @@ def _meta(arrays: dict[str, np.ndarray], sources: Sequence[Path], key: str) -> d
 def load_verified(path: Path, sources: Sequence[Path], key: str = "") -> dict[str, np.ndarray]:
     """The cached arrays, or ``ValueError`` saying why the cache cannot be trusted."""
     try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if magic != b"PK\x03\x04":  # np.load would call anything else "pickled data"
+            raise ValueError(f"not an .npz archive (starts with {magic!r}): corrupt or truncated")
         with np.load(path, allow_pickle=False) as z:
             files = set(z.files)
             if "__meta__" not in files:
