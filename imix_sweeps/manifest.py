@@ -30,6 +30,7 @@ from imix_sweeps.config import (
     build_backbone,
     build_method,
     build_mix,
+    loss_of,
     lr_of,
     temperature_of,
     warmup_of,
@@ -51,13 +52,6 @@ def _negatives(cfg: DictConfig) -> int | None:
         if value is not None:
             return int(value)
     return None
-
-
-def _loss(cfg: DictConfig) -> str | None:
-    loss = OmegaConf.select(cfg, "method.model.loss")
-    if loss is None and str(cfg.method.model._target_).endswith(".moco"):
-        return "softmax"  # MoCo's loss is the softmax-CE over [positive, queue]
-    return loss
 
 
 def _milestones(cfg: DictConfig) -> list[int] | None:
@@ -198,7 +192,7 @@ EXTRACT: dict[str, Callable[[DictConfig], Any]] = {
     "predictor": _select("method.model.predictor"),
     "ema": _select("method.model.momentum"),
     "queue": _negatives,
-    "loss": _loss,
+    "loss": loss_of,
     "bank_momentum": _select("method.model.bank_momentum"),
     "shuffle_bn": _select("method.model.shuffle_bn"),
     "symmetric": _select("method.model.symmetric"),
@@ -343,6 +337,10 @@ def compare(cfg: DictConfig, entry: dict[str, Any], model: nn.Module | None = No
 def _fmt(v: Any) -> str:
     if isinstance(v, dict) and "params" in v:
         return f"{v['params']:,} params / {v['tensors']} tensors / {v['shapes_sha1']}"
+    if isinstance(v, dict):  # augmentation, eval: one "key value" per entry
+        return ", ".join(f"{k} {_fmt(x)}" for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
     if isinstance(v, float):
         return f"{v:g}"
     return "-" if v is None else str(v)

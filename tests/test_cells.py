@@ -179,3 +179,27 @@ def test_explain_without_a_cell_prints_the_effective_settings(capsys) -> None:
     assert explain_main(["method=npair", "mix=imixup"]) == 0
     out = capsys.readouterr().out
     assert "no official manifest" in out and "gather" in out
+
+
+def test_nce_and_softmax_insdis_cells_differ_only_in_the_loss(tmp_path) -> None:
+    from imix_sweeps.run import base_results
+
+    nce = compose(["+cell=cmc_in_insdis_k4096_nce"])
+    ce = compose(["+cell=cmc_in_insdis_k4096"])
+    assert base_results(nce, tmp_path)["loss"] == "nce"
+    assert base_results(ce, tmp_path)["loss"] == "softmax"
+    assert base_results(compose(["+cell=cmc_in_moco_k16384"]), tmp_path)["loss"] == "softmax"
+    a, b = (OmegaConf.to_container(c, resolve=True) for c in (nce, ce))
+    assert (
+        a["method"]["model"].pop("loss") == "nce" and b["method"]["model"].pop("loss") == "softmax"
+    )
+    assert a == b
+
+
+def test_readme_explain_excerpt_is_what_the_command_prints(capsys) -> None:
+    readme = (CONF_DIR.parent / "README.md").read_text()
+    block = readme.split("(excerpt):\n\n```\n", 1)[1].split("```", 1)[0]
+    assert explain_main(["+cell=imix_t1_cifar10_npair_none"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    excerpt = [ln for ln in block.splitlines() if ln.strip() != "..."]
+    assert excerpt and all(ln in out for ln in excerpt), [ln for ln in excerpt if ln not in out]
