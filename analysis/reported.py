@@ -12,7 +12,7 @@ row becomes a *cell* that runs are matched to by config values, never by directo
 | `epochs`     | `epochs`; empty for i-Mix Table 1 -> ``IMIX_T1_EPOCHS`` (run.sh) | `epochs`     |
 | `batch_size` | the table's setting, ``TABLE_BATCH``           | `batch_size` (global)          |
 | `eval`       | `eval`: `linear` / `pinv` -> `linear_top1` of runs with that `eval`; `knn` -> `knn_top1` of any run | |
-| `variant`    | parsed from `notes` (``variant_of``)           | `symmetric`, `queue_size`      |
+| `variant`    | parsed from `notes` (``variant_of``)           | `symmetric`, `queue_size`, `loss` |
 
 Rows no config can run are kept (shown in tables, listed by ``summary``) with ``why_not``.
 """
@@ -137,11 +137,12 @@ def variant_of(notes: str) -> Variant:
     neg = re.search(r"negatives=(\d+)", n)
     if loss or neg:
         k = int(neg.group(1)) if neg else None
-        name = loss.group(1) if loss else "Softmax-CE"
-        label = f"{'NCE' if name == 'NCE' else 'softmax'}" + (f", K={k}" if k else "")
-        match = (("queue_size", k),) if k else ()
-        why = "the NCE loss is not in the config tree" if name == "NCE" else None
-        return Variant(label, match, why)
+        kind = "nce" if loss and loss.group(1) == "NCE" else "softmax"
+        label = ("NCE" if kind == "nce" else "softmax") + (f", K={k}" if k else "")
+        # a run's results.json ``loss`` (run.base_results): NCE and softmax-CE rows with the same
+        # number of negatives are told apart by it
+        match = ((("queue_size", k),) if k else ()) + (("loss", kind),)
+        return Variant(label, match)
     return Variant()
 
 

@@ -80,6 +80,7 @@ SETTINGS = (
     "train.batch_size",
     "method.model.symmetric",
     "method.model.queue_size",
+    "method.model.loss",
     "seed",
 )
 
@@ -135,4 +136,18 @@ def job_settings(job: list[str], conf_dir: Path = CONF_DIR) -> dict[str, object]
                 out[k] = layer[k]
             elif k == "method.model.queue_size" and "method.model.num_negatives" in layer:
                 out[k] = layer["method.model.num_negatives"]  # a memory bank's negatives
+    if out["method.model.loss"] is None and out["method"] is not None:
+        out["method.model.loss"] = method_loss(str(out["method"]), conf_dir)
     return out
+
+
+def method_loss(method: str, conf_dir: Path = CONF_DIR) -> str | None:
+    """A method's default loss over its negatives, as ``imix_sweeps.config.loss_of`` reads it
+    from a composed config: ``model.loss``, else softmax-CE for MoCo, else None."""
+    path = conf_dir / "method" / f"{method}.yaml"
+    if not path.exists():
+        return None
+    model = OmegaConf.load(path).get("model") or {}
+    if model.get("loss") is not None:
+        return str(model["loss"])
+    return "softmax" if str(model.get("_target_", "")).endswith(".moco") else None

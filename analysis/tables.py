@@ -149,6 +149,17 @@ def _qs(c: Cell) -> int:
     return int(dict(c.variant.match).get("queue_size") or 0)
 
 
+def _cmc_cell(prefix: str) -> Callable[[Cell], list[str]]:
+    """The CMC-repository cell of a row: ``<prefix>_<method>_k<negatives>``, ``_nce`` for the
+    NCE-loss rows (the Softmax-CE cells carry no suffix)."""
+
+    def overrides(c: Cell) -> list[str]:
+        nce = "_nce" if dict(c.variant.match).get("loss") == "nce" else ""
+        return [f"+cell={prefix}_{c.method}_k{_qs(c)}{nce}"]
+
+    return overrides
+
+
 SPECS: dict[tuple[str, str], TableSpec] = {}
 
 
@@ -216,7 +227,7 @@ _register(
         rows=("method", "variant"),
         cols=(),
         sweep="cmc_imagenet",
-        overrides=lambda c: [f"+cell=cmc_in_{c.method}_k{_qs(c)}"],
+        overrides=_cmc_cell("cmc_in"),
     ),
     TableSpec(
         "cmc",
@@ -225,7 +236,7 @@ _register(
         rows=("method", "backbone", "variant"),
         cols=(),
         sweep="cmc_imagenet100",
-        overrides=lambda c: [f"+cell=cmc_in100_{c.method}_k{_qs(c)}"],
+        overrides=_cmc_cell("cmc_in100"),
     ),
     TableSpec(
         "cmc",

@@ -371,6 +371,15 @@ def temperature_of(cfg: DictConfig) -> float | None:
     return float(t) if t is not None else None
 
 
+def loss_of(cfg: DictConfig) -> str | None:
+    """The contrastive loss over [positive, negatives] of a queue or memory-bank method:
+    ``nce`` (InsDis / CMC NCE) or ``softmax`` (softmax-CE; MoCo's always); None for the others."""
+    loss = OmegaConf.select(cfg, "method.model.loss")
+    if loss is None and str(cfg.method.model._target_).endswith(".moco"):
+        return "softmax"
+    return None if loss is None else str(loss)
+
+
 RUN_ONLY_KEYS = (
     "train.resume",
     "train.log_every",

@@ -13,24 +13,29 @@ official model code by ``imix_sweeps.official_nets``.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from imix_sweeps.config import (
+    AUGMENT_OPTIONS,
     CONF_DIR,
     build_backbone,
     build_method,
     build_mix,
+    loss_of,
     lr_of,
     temperature_of,
     warmup_of,
 )
+from imix_sweeps.data.images import ImageAugment, resolve_augment
 from imix_sweeps.official_nets import module_summary
 
 MANIFEST_DIR = CONF_DIR / "manifest"
@@ -49,15 +54,124 @@ def _negatives(cfg: DictConfig) -> int | None:
     return None
 
 
-def _loss(cfg: DictConfig) -> str | None:
-    loss = OmegaConf.select(cfg, "method.model.loss")
-    if loss is None and str(cfg.method.model._target_).endswith(".moco"):
-        return "softmax"  # MoCo's loss is the softmax-CE over [positive, queue]
-    return loss
-
-
 def _milestones(cfg: DictConfig) -> list[int] | None:
     return [int(m) for m in cfg.optim.milestones] if cfg.optim.schedule == "step" else None
+
+
+def _builder_default(data: DictConfig, *names: str) -> Any:
+    """The first of ``names`` the domain config sets, else its builder's default for it."""
+    for name in names:
+        value = OmegaConf.select(data, name)
+        if value is not None:
+            return value
+    params = inspect.signature(get_method(data._target_)).parameters
+    for name in names:
+        if name in params and params[name].default is not inspect.Parameter.empty:
+            return params[name].default
+    return None
+
+
+def _image_augmentation(cfg: DictConfig) -> dict[str, Any] | None:
+    """The effective image augmentation as ``resolve_augment`` builds it: the domain builder's
+    own size, crop scale and blur with the ``augment`` group's non-null options on top."""
+    data = cfg.domain.data
+    if "augment" not in inspect.signature(get_method(data._target_)).parameters:
+        return None  # a domain with its own fixed augmentation (digits): not an option here
+    aug = cfg.get("augment")
+    opts = {} if aug is None else {k: aug[k] for k in AUGMENT_OPTIONS if aug.get(k) is not None}
+    scale = _builder_default(data, "crop_scale", "scale") or ImageAugment.scale
+    size, a = resolve_augment(
+        int(_builder_default(data, "size") or 0),
+        list(scale),
+        bool(_builder_default(data, "blur")),
+        OmegaConf.to_container(OmegaConf.create(opts)),
+    )
+    return {
+        "enabled": True,
+        "size": size or None,  # None: a builder without a size option (its native size)
+        "crop_scale": list(a.scale),
+        "jitter": list(a.jitter) if a.jitter is not None else [],
+        "p_jitter": a.p_jitter if a.jitter is not None else 0.0,
+        "p_gray": a.p_gray,
+        "gray_first": a.gray_first,
+        "blur": a.blur,
+    }
+
+
+def _augmentation(cfg: DictConfig) -> dict[str, Any] | None:
+    """The pre-training augmentation a run applies: ``{enabled: false}`` without one
+    (``augment=none``); images: the resolved crop / colour / blur parameters; speech: the
+    background-noise and silence parameters of the official chain; tabular: the input-drop."""
+    aug = cfg.get("augment")
+    if aug is not None and not aug.enabled:
+        return {"enabled": False}
+    data = cfg.domain.data
+    modality = cfg.domain.modality
+    if modality == "image":
+        return _image_augmentation(cfg)
+    if modality == "audio":
+        return {
+            "enabled": True,
+            "noise_p": float(_builder_default(data, "noise_p")),
+            "noise_max": float(_builder_default(data, "noise_max")),
+            "silence_fraction": float(_builder_default(data, "silence_fraction")),
+        }
+    if modality == "tabular":
+        drop = OmegaConf.select(data, "drop")
+        return {"enabled": True, "input_drop": None if drop is None else float(drop)}
+    return None
+
+
+def _linear_crop(cfg: DictConfig) -> str | None:
+    """The official linear evaluation's training crop: ``eval.linear_crop``, else the domain's
+    (ImageNet folders: resized; other image domains: padded; speech and tabular: none)."""
+    crop = OmegaConf.select(cfg, "eval.linear_crop")
+    if crop is not None:
+        return str(crop)
+    if cfg.domain.modality != "image":
+        return None
+    target = str(cfg.domain.data._target_)
+    return "resized" if target.endswith((".imagenet", ".imagenet100")) else "padded"
+
+
+def _eval(cfg: DictConfig) -> dict[str, Any]:
+    """The linear evaluation protocol. ``official_sgd``: the lrs as applied (the grid scaled by
+    ``(linear_lr_batch or linear_batch_size) / 256``, sorted), schedule, batch, init, training
+    crop and which epoch's top-1 is reported; other probes: their method, epochs and lr."""
+    e = cfg.eval
+    if e.linear_method != "official_sgd":
+        return {
+            "method": str(e.linear_method),
+            "epochs": int(e.linear_epochs),
+            "lr": float(e.linear_lr),
+        }
+    scale = (e.linear_lr_batch or e.linear_batch_size) / 256
+    return {
+        "method": "official_sgd",
+        "lrs": sorted(float(lr) * scale for lr in e.linear_lrs),
+        "epochs": int(e.linear_epochs),
+        "milestones": [int(m) for m in e.linear_milestones],
+        "gamma": float(e.linear_gamma),
+        "batch": int(e.linear_batch_size),
+        "weight_decay": float(e.linear_weight_decay),
+        "init_std": float(e.linear_init_std),
+        "crop": _linear_crop(cfg),
+        "report": str(e.linear_report),
+    }
+
+
+def _eta_min(cfg: DictConfig) -> float | None:
+    """The lr the cosine ends at: ``cosine_epoch`` has no floor (0), ``cosine`` ends at
+    ``optim.final_lr``; step decay has none."""
+    return {"cosine_epoch": 0.0, "cosine": float(cfg.optim.final_lr)}.get(cfg.optim.schedule)
+
+
+def _warmup_to(cfg: DictConfig) -> str | None:
+    """The lr the warm-up ramps to (``train.warmup_target``): with ``cosine_epoch`` the cosine's
+    value at the warm-up's end with eta_min 0.001 lr (i-Mix main_pretext.py L221-224), else lr."""
+    if warmup_of(cfg) <= 0:
+        return None
+    return "cosine_at_warmup_end" if cfg.optim.schedule == "cosine_epoch" else "lr"
 
 
 # setting name -> its value in a composed config (the settings this project controls)
@@ -66,8 +180,11 @@ EXTRACT: dict[str, Callable[[DictConfig], Any]] = {
     "epochs": _select("train.epochs"),
     "lr": lr_of,
     "warmup_epochs": warmup_of,
+    "warmup_to": _warmup_to,
     "schedule": _select("optim.schedule"),
     "milestones": _milestones,
+    "eta_min": _eta_min,
+    "lr_hold_epochs": _select("optim.hold_epochs"),
     "momentum_sgd": _select("optim.momentum"),
     "weight_decay": _select("optim.weight_decay"),
     "temperature": temperature_of,
@@ -75,7 +192,7 @@ EXTRACT: dict[str, Callable[[DictConfig], Any]] = {
     "predictor": _select("method.model.predictor"),
     "ema": _select("method.model.momentum"),
     "queue": _negatives,
-    "loss": _loss,
+    "loss": loss_of,
     "bank_momentum": _select("method.model.bank_momentum"),
     "shuffle_bn": _select("method.model.shuffle_bn"),
     "symmetric": _select("method.model.symmetric"),
@@ -87,6 +204,8 @@ EXTRACT: dict[str, Callable[[DictConfig], Any]] = {
     "alpha": _select("mix.alpha"),
     "mix_prob": _select("mix.fn.prob"),
     "input_drop": _select("domain.data.drop"),
+    "augmentation": _augmentation,
+    "eval": _eval,
 }
 
 
@@ -218,6 +337,10 @@ def compare(cfg: DictConfig, entry: dict[str, Any], model: nn.Module | None = No
 def _fmt(v: Any) -> str:
     if isinstance(v, dict) and "params" in v:
         return f"{v['params']:,} params / {v['tensors']} tensors / {v['shapes_sha1']}"
+    if isinstance(v, dict):  # augmentation, eval: one "key value" per entry
+        return ", ".join(f"{k} {_fmt(x)}" for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
     if isinstance(v, float):
         return f"{v:g}"
     return "-" if v is None else str(v)

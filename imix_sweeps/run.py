@@ -34,6 +34,7 @@ from imix_sweeps.config import (
     build_method,
     build_mix,
     config_hash,
+    loss_of,
     lr_of,
     pretrain_hash,
     temperature_of,
@@ -149,6 +150,7 @@ def base_results(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "alpha": cfg.mix.alpha,
         "symmetric": OmegaConf.select(cfg, "method.model.symmetric"),
         "queue_size": negatives_of(cfg),
+        "loss": loss_of(cfg),  # nce | softmax (queue / memory-bank methods), else None
         "eval": cfg.eval.linear_method if cfg.eval.linear_method == "pinv" else "linear",
         "linear_protocol": cfg.eval.linear_method,  # lbfgs | sgd | pinv | official_sgd
         "linear_top1": None,

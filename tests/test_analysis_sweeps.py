@@ -29,8 +29,8 @@ EXPECTED_JOBS = {
     "unmix_swav_cifar_repo_smoke": 2 * 5,
     "unmix_cifar_demo": 2 * 2 * 2,
     "unmix_cifar_demo_smoke": 2 * 2,
-    "cmc_imagenet": 3,
-    "cmc_imagenet_smoke": 3,
+    "cmc_imagenet": 4,
+    "cmc_imagenet_smoke": 4,
     "cmc_imagenet100": 3,
     "cmc_imagenet100_smoke": 3,
     "mini_table1": 3 * 3 * 2 * 3,  # domain x method x mix x seed
@@ -125,6 +125,9 @@ def _compose_job(job: list[str]) -> None:
             assert cfg[k].name == s[k], (k, job)
     if s["train.epochs"] is not None:
         assert cfg.train.epochs == s["train.epochs"]
+    from imix_sweeps.config import loss_of
+
+    assert loss_of(cfg) == s["method.model.loss"], job  # what results.json will record
     return cfg
 
 

@@ -200,7 +200,22 @@ def test_cmc_negatives_and_mapping(tmp_path: Path) -> None:
     runs = runs_from(
         tmp_path,
         [
-            {**base, "method": "insdis", "queue_size": 16384, "linear_top1": 58.4},
+            {
+                **base,
+                "method": "insdis",
+                "queue_size": 16384,
+                "loss": "softmax",
+                "linear_top1": 58.4,
+            },
+            {**base, "method": "insdis", "queue_size": 4096, "loss": "nce", "linear_top1": 56.0},
+            {
+                **base,
+                "method": "insdis",
+                "queue_size": 4096,
+                "loss": "softmax",
+                "linear_top1": 57.0,
+            },
+            {**base, "method": "moco", "queue_size": 16384, "loss": "softmax", "linear_top1": 59.0},
             {
                 **base,
                 "method": "insdis",
@@ -212,13 +227,13 @@ def test_cmc_negatives_and_mapping(tmp_path: Path) -> None:
     t = render(runs, "cmc", "repo:README ImageNet")
     got = {(r.cell.method, r.cell.variant.label): (r.n, r.mean) for r in t.results}
     assert got == {
-        ("insdis", "NCE, K=4096"): (0, None),
-        ("insdis", "softmax, K=4096"): (0, None),
+        ("insdis", "NCE, K=4096"): (1, 56.0),  # the NCE run fills the NCE row only
+        ("insdis", "softmax, K=4096"): (1, 57.0),
         ("insdis", "softmax, K=16384"): (1, 58.4),
-        ("moco", "softmax, K=16384"): (0, None),
+        ("moco", "softmax, K=16384"): (1, 59.0),
     }
     nce = next(r for r in t.results if r.cell.variant.label.startswith("NCE"))
-    assert not nce.cell.runnable and "NCE" in (nce.cell.why_not or "")
+    assert nce.cell.runnable and dict(nce.cell.variant.match) == {"queue_size": 4096, "loss": "nce"}
     cells = {
         (c.table, c.reported_backbone or c.backbone, c.method): c
         for c in load_cells()
@@ -259,8 +274,9 @@ def test_variant_parsing() -> None:
     assert variant_of("symmetric loss; repo").match == (("symmetric", True),)
     assert variant_of("asymmetric loss; repo").match == (("symmetric", False),)
     v = variant_of("loss=Softmax-CE; negatives=16384; README")
-    assert v.match == (("queue_size", 16384),) and v.why_not is None
-    assert variant_of("loss=NCE; negatives=4096").why_not
+    assert v.match == (("queue_size", 16384), ("loss", "softmax")) and v.why_not is None
+    nce = variant_of("loss=NCE; negatives=4096")
+    assert nce.match == (("queue_size", 4096), ("loss", "nce")) and nce.why_not is None
     assert variant_of("Un-Mix row marked dagger = multi-scale").label == "†"
     assert variant_of("plain row").label == ""
 

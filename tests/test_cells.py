@@ -19,6 +19,8 @@ from imix_sweeps.backbones import resnet
 from imix_sweeps.config import CONF_DIR, validate
 from imix_sweeps.heads import build_head
 from imix_sweeps.manifest import (
+    EXTRACT,
+    Row,
     build_model,
     compare,
     entry_for,
@@ -53,6 +55,60 @@ def test_cell_builds_and_equals_its_manifest(cell: str) -> None:
     assert not stale, f"marked as differing but equal: {stale}"
     if entry.get("network"):
         assert {r.name for r in rows if r.expressed} >= {f"network.{n}" for n in entry["network"]}
+
+
+COMPARED = ("augmentation", "eval")
+
+
+@pytest.mark.parametrize("cell", sorted(manifests()))
+def test_augmentation_and_evaluation_are_compared(cell: str) -> None:
+    """Every cell with an official command states its augmentation and linear protocol as
+    structured values that the composed config is compared with (not text only)."""
+    entry = entry_for(cell)
+    settings = entry["settings"]
+    if entry.get("command") is None and set(COMPARED) - set(settings):
+        assert entry.get("why"), cell  # a quoted row without code says why instead
+        return
+    rows = {r.name: r for r in compare(compose(entry["overrides"]), entry)}
+    for name in COMPARED:
+        assert isinstance(settings[name]["value"], dict), (cell, name)
+        assert rows[name].expressed and rows[name].status in ("match", "differs"), (cell, name)
+    assert not [r.name for r in rows.values() if r.status == "documented"], cell
+
+
+def test_a_stale_difference_fails() -> None:
+    equal = Row("eval", {"lrs": [30.0]}, {"lrs": [30.0]}, "x", True, "said to differ")
+    assert equal.status == "stale"
+    assert Row("eval", {"lrs": [3.0]}, {"lrs": [30.0]}, "x", True, "why").status == "differs"
+    assert Row("eval", {"lrs": [3.0]}, {"lrs": [30.0]}, "x", True).status == "MISMATCH"
+
+
+def test_domain_default_augmentation_resolves_to_the_builders_parameters() -> None:
+    cifar = EXTRACT["augmentation"](compose(["+cell=imix_t1_cifar10_npair_none"]))
+    assert cifar == {
+        "enabled": True, "size": 32, "crop_scale": [0.2, 1.0], "jitter": [0.4, 0.4, 0.4, 0.1],
+        "p_jitter": 0.8, "p_gray": 0.2, "gray_first": False, "blur": False,
+    }  # fmt: skip
+    imagenet = EXTRACT["augmentation"](compose(["domain=imagenet100"]))
+    assert imagenet is not None and imagenet["size"] == 224 and imagenet["blur"] is True
+    assert EXTRACT["augmentation"](compose(["domain=cifar10", "augment=none"])) == {
+        "enabled": False
+    }
+    covtype = EXTRACT["augmentation"](compose(["domain=covtype", "backbone=mlp5"]))
+    assert covtype == {"enabled": True, "input_drop": 0.2}
+
+
+def test_eval_extract_scales_the_lr_grid_and_resolves_the_crop() -> None:
+    ev = EXTRACT["eval"](compose(["+cell=imix_t1_covtype_npair_none"]))
+    assert ev["batch"] == 512 and ev["lrs"] == [1.0, 3.0, 5.0, 10.0, 30.0, 50.0, 70.0]
+    assert ev["crop"] is None
+    unscaled = EXTRACT["eval"](
+        compose(["+cell=imix_t1_covtype_npair_none", "eval.linear_lr_batch=null"])
+    )
+    assert unscaled["lrs"][0] == 2.0  # 512 / 256: what the cell's linear_lr_batch avoids
+    assert EXTRACT["eval"](compose(["+cell=imix_t1_cifar10_npair_none"]))["crop"] == "padded"
+    assert EXTRACT["eval"](compose(["+cell=unmix_t1_mocov2_none_200"]))["crop"] == "resized"
+    assert EXTRACT["eval"](compose(["domain=cifar10"]))["method"] == "lbfgs"
 
 
 @pytest.mark.parametrize("cell", sorted(c for c, e in manifests().items() if e.get("network")))
@@ -123,3 +179,27 @@ def test_explain_without_a_cell_prints_the_effective_settings(capsys) -> None:
     assert explain_main(["method=npair", "mix=imixup"]) == 0
     out = capsys.readouterr().out
     assert "no official manifest" in out and "gather" in out
+
+
+def test_nce_and_softmax_insdis_cells_differ_only_in_the_loss(tmp_path) -> None:
+    from imix_sweeps.run import base_results
+
+    nce = compose(["+cell=cmc_in_insdis_k4096_nce"])
+    ce = compose(["+cell=cmc_in_insdis_k4096"])
+    assert base_results(nce, tmp_path)["loss"] == "nce"
+    assert base_results(ce, tmp_path)["loss"] == "softmax"
+    assert base_results(compose(["+cell=cmc_in_moco_k16384"]), tmp_path)["loss"] == "softmax"
+    a, b = (OmegaConf.to_container(c, resolve=True) for c in (nce, ce))
+    assert (
+        a["method"]["model"].pop("loss") == "nce" and b["method"]["model"].pop("loss") == "softmax"
+    )
+    assert a == b
+
+
+def test_readme_explain_excerpt_is_what_the_command_prints(capsys) -> None:
+    readme = (CONF_DIR.parent / "README.md").read_text()
+    block = readme.split("(excerpt):\n\n```\n", 1)[1].split("```", 1)[0]
+    assert explain_main(["+cell=imix_t1_cifar10_npair_none"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    excerpt = [ln for ln in block.splitlines() if ln.strip() != "..."]
+    assert excerpt and all(ln in out for ln in excerpt), [ln for ln in excerpt if ln not in out]

@@ -348,12 +348,14 @@ def cifar(
     workers: int = 4,
     blur: bool = False,
     augment: Mapping[str, Any] | None = None,
+    size: int = 32,
 ) -> InMemoryDomain | LoaderDomain:
+    """CIFAR-10/100; ``size``: the pre-training crop (32: i-Mix main_pretext.py L462)."""
     xtr, ytr, xte, yte = read_cifar(root_path(root, f"cifar{classes}"), classes)
     mean, std = (CIFAR10_MEAN, CIFAR10_STD) if classes == 10 else (CIFAR100_MEAN, CIFAR100_STD)
     return image_domain(
         f"cifar{classes}", classes, xtr, ytr, xte, yte,
-        mean=mean, std=std, size=32, pipeline=pipeline, blur=blur, workers=workers,
+        mean=mean, std=std, size=size, pipeline=pipeline, blur=blur, workers=workers,
         augment=augment,
     )  # fmt: skip
 
@@ -733,3 +735,7 @@ def imagenet100(root: str, class_list: str | None = None, **kw) -> LoaderDomain:
     return imagenet(
         root, class_list=class_list or str(IMAGENET100_CLASSES), name="imagenet100", **kw
     )
+
+
+# its keyword options (and their defaults) are imagenet's: inspect.signature reports those
+imagenet100.__wrapped__ = imagenet  # type: ignore[attr-defined]
