@@ -175,7 +175,11 @@ class Config:
 
 
 def register() -> None:
+    """The schema as ``base_config``, and the ``imix.or`` resolver: ``${imix.or:${x},d}`` is
+    ``x``, or ``d`` where ``x`` is null (a sweep without an ``experiment`` name goes to
+    ``multirun/sweep/``)."""
     ConfigStore.instance().store(name="base_config", node=Config)
+    OmegaConf.register_new_resolver("imix.or", lambda v, d: d if v is None else v, replace=True)
 
 
 register()
