@@ -64,7 +64,7 @@ from imix_sweeps.backbones import resnet
 from imix_sweeps.data.base import InMemoryDomain, step_generator
 from imix_sweeps.methods import npair
 from imix_sweeps.mix import MixStrategy, imixup
-from imix_sweeps.train import TrainSpec, _optimizer, knn_monitor, train_step
+from imix_sweeps.train import TrainSpec, build_optimizer, knn_monitor, train_step
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # official i-Mix constants
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
@@ -439,7 +439,7 @@ class Trainer:
         if gpu:
             self.model.to(memory_format=torch.channels_last)
         self.amp = torch.bfloat16 if gpu else None
-        self.opt = _optimizer(self.model, self.spec, device)
+        self.opt = build_optimizer(self.model, self.spec, device)
         self.step_fn = torch.compile(self.model) if compile_model else self.model
         self.model.train()
         self.done = 0

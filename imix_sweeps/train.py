@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from imix_sweeps import dist
+from imix_sweeps.contracts import Domain, Method
 from imix_sweeps.data.base import step_generator
 from imix_sweeps.evaluate import extract_splits, knn_top1
 from imix_sweeps.runstate import archive_attempt, write_then_replace
@@ -194,10 +195,10 @@ def truncate_metrics(run_dir: Path, last_epoch: int) -> None:
         atomic_save_text(text, path)
 
 
-def convert_sync_bn(model: nn.Module) -> nn.Module:
+def convert_sync_bn(model: Method) -> Method:
     """Turn the BatchNorm layers of ``model`` into SyncBatchNorm (statistics over all ranks),
     except in a key encoder that uses shuffle BN (MoCo), whose point is per-rank statistics."""
-    keep = {"key_encoder"} if getattr(model, "shuffle_bn", False) else set()
+    keep = {"key_encoder"} if model.shuffle_bn else set()
     for name, child in model.named_children():
         if name not in keep:
             setattr(model, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
@@ -212,7 +213,11 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
 
 
-def _optimizer(model: nn.Module, spec: TrainSpec, device: torch.device) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module, spec: TrainSpec, device: torch.device
+) -> torch.optim.Optimizer:
+    """SGD over the trainable parameters with ``spec``'s momentum and weight decay (fused on CUDA
+    when ``spec.fused_optimizer``); the lr is set per step by ``train``."""
     params = [p for p in model.parameters() if p.requires_grad]
     kwargs: dict[str, Any] = {
         "lr": spec.lr,
@@ -250,7 +255,11 @@ def train_step(
 
 
 def knn_monitor(
-    model: nn.Module, domain, spec: TrainSpec, device: torch.device, amp_dtype
+    model: Method,
+    domain: Domain,
+    spec: TrainSpec,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
 ) -> float:
     train_f, train_y, test_f, test_y = extract_splits(
         model.backbone, domain, 512, device, amp_dtype
@@ -267,8 +276,8 @@ def knn_monitor(
 
 
 def train(
-    model: nn.Module,
-    domain,
+    model: Method,
+    domain: Domain,
     spec: TrainSpec,
     run_dir: Path,
     *,
@@ -288,9 +297,7 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     info = dist.info()
     amp_dtype = torch.bfloat16 if (spec.amp and device.type == "cuda") else None
-    needs_index = getattr(model, "needs_index", False)  # memory-bank methods (InsDis, CMC)
-    if needs_index:
-        model.bind_num_samples(domain.num_pretrain)
+    model.bind_num_samples(domain.num_pretrain)  # memory-bank methods (InsDis, CMC) size their bank
     if spec.sync_bn and info.world_size > 1:
         if device.type != "cuda":
             raise ValueError(
@@ -309,7 +316,7 @@ def train(
             broadcast_buffers=False,
         )
     step_fn: nn.Module = torch.compile(ddp_model) if spec.compile else ddp_model  # type: ignore[assignment]
-    opt = _optimizer(model, spec, device)
+    opt = build_optimizer(model, spec, device)
     steps_per_epoch = domain.steps_per_epoch(spec.batch_size, info.world_size)
 
     # ---- resume
@@ -378,7 +385,7 @@ def train(
             rank=info.rank,
             world_size=info.world_size,
             start_step=first,
-            **({"with_index": True} if needs_index else {}),
+            with_index=model.needs_index,
             prefetch=spec.augment_threads,
         )
         for step, (x1, x2, *index) in enumerate(batches, start=first):

@@ -11,12 +11,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from imix_sweeps.contracts import MethodHooks
 from imix_sweeps.losses import byol_loss, unmix_combine
 from imix_sweeps.methods.common import Encoder, StepOut, both_directions, ema_update, frozen_copy
 from imix_sweeps.methods.family import check_family, manifold_forward, unmix_lam
 from imix_sweeps.mix import MixStrategy, apply_input_mix
-
-FAMILIES = ("none", "imix", "manifold", "unmix")
 
 
 def _plain_byol(p: Tensor, z: Tensor) -> Tensor:
@@ -24,7 +23,9 @@ def _plain_byol(p: Tensor, z: Tensor) -> Tensor:
     return byol_loss(p, z, torch.arange(b, device=p.device), torch.ones(b, device=p.device))
 
 
-class BYOL(nn.Module):
+class BYOL(MethodHooks, nn.Module):
+    families = ("none", "imix", "manifold", "unmix")
+
     def __init__(
         self,
         *,
@@ -36,7 +37,7 @@ class BYOL(nn.Module):
         symmetric: bool,
     ) -> None:
         super().__init__()
-        check_family("byol", mix, FAMILIES)
+        check_family("byol", mix, self.families)
         self.encoder = Encoder(backbone, head)
         self.predictor = predictor
         self.target = frozen_copy(self.encoder)

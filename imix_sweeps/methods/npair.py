@@ -23,16 +23,18 @@ import torch
 from torch import Tensor, nn
 
 from imix_sweeps import dist
+from imix_sweeps.contracts import MethodHooks
 from imix_sweeps.losses import mixco_loss, npair_loss, unmix_combine
 from imix_sweeps.methods.common import Encoder, StepOut, both_directions
 from imix_sweeps.methods.family import check_family, manifold_forward, unmix_lam
 from imix_sweeps.mix import MixStrategy, apply_input_mix
 
-FAMILIES = ("none", "imix", "manifold", "unmix", "mixco")
 GATHERS = ("local", "global")
 
 
-class NPair(nn.Module):
+class NPair(MethodHooks, nn.Module):
+    families = ("none", "imix", "manifold", "unmix", "mixco")
+
     def __init__(
         self,
         *,
@@ -46,7 +48,7 @@ class NPair(nn.Module):
         mix_weight: float,
     ) -> None:
         super().__init__()
-        check_family("npair", mix, FAMILIES)
+        check_family("npair", mix, self.families)
         if gather not in GATHERS:
             raise ValueError(f"npair: unknown gather {gather!r}; allowed: {', '.join(GATHERS)}")
         self.gather = gather
@@ -76,7 +78,7 @@ class NPair(nn.Module):
             label_offset=offset,
         )  # fmt: skip
 
-    def _direction(self, xa: Tensor, xb: Tensor, generator: torch.Generator | None) -> Tensor:
+    def direction(self, xa: Tensor, xb: Tensor, generator: torch.Generator | None) -> Tensor:
         b = xa.shape[0]
         family = self.mix.family
         if family == "manifold":
@@ -116,7 +118,5 @@ class NPair(nn.Module):
         x1, x2 = apply_input_mix(self.mix, x1, x2, generator)
         if self.mix.family == "unmix":
             return StepOut(self._unmix(x1, x2, generator), {})
-        loss = both_directions(
-            lambda a, b: self._direction(a, b, generator), x1, x2, self.symmetric
-        )
+        loss = both_directions(lambda a, b: self.direction(a, b, generator), x1, x2, self.symmetric)
         return StepOut(loss, {})
