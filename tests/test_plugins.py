@@ -8,8 +8,8 @@ says to do, then validated, built and trained."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
