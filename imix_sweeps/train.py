@@ -123,13 +123,9 @@ def lr_at(spec: TrainSpec, epoch: float, step: int = 0, steps_per_epoch: int = 1
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    """Write to a temporary file in the same directory, fsync, then rename over ``path`` (the
-    temporary file is removed when the write fails, e.g. on a full disk)."""
+    """``torch.save`` to a temporary file in the same directory, fsync, then rename over
+    ``path`` (``runstate.write_then_replace``, which also writes the text files)."""
     write_then_replace(path, lambda f: torch.save(obj, f), "wb")
-
-
-def atomic_save_text(text: str, path: Path) -> None:
-    write_then_replace(path, lambda f: f.write(text), "w")
 
 
 def load_checkpoint(
@@ -192,7 +188,7 @@ def truncate_metrics(run_dir: Path, last_epoch: int) -> None:
         )
     text = "".join(keep[e] + "\n" for e in sorted(keep))
     if text != path.read_text(errors="replace"):
-        atomic_save_text(text, path)
+        write_then_replace(path, lambda f: f.write(text), "w")
 
 
 def convert_sync_bn(model: Method) -> Method:
