@@ -417,7 +417,8 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     info = dist.info()
     amp_dtype = torch.bfloat16 if (spec.amp and device.type == "cuda") else None
-    model.bind_num_samples(domain.num_pretrain)  # memory-bank methods size their bank
+    if model.needs_index:  # a memory bank over the pre-training set, sized before resuming
+        model.bind_num_samples(domain.num_pretrain)
     step_fn = prepare_model(model, spec, device)
     opt = build_optimizer(model, spec, device)
     steps_per_epoch = domain.steps_per_epoch(spec.batch_size, info.world_size)
