@@ -36,13 +36,13 @@ def sweep_params(name: str, conf_dir: Path = CONF_DIR) -> dict[str, str]:
 
 def jobs(name: str, extra: list[str] | None = None, conf_dir: Path = CONF_DIR) -> list[list[str]]:
     """Every job of ``imix-sweeps --multirun +sweep=NAME EXTRA...`` as its override list."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from launchers._private import expand_sweep
 
     lines = [f"{k}={v}" for k, v in sweep_params(name, conf_dir).items()] + list(extra or [])
     parsed = OverridesParser.create().parse_overrides(lines)
-    batches = BasicSweeper.split_arguments(parsed, None)
-    return [[f"+sweep={name}", *job] for job in batches[0]]
+    return [[f"+sweep={name}", *job] for job in expand_sweep(parsed)]
 
 
 def option_exists(group: str, option: str, conf_dir: Path = CONF_DIR) -> bool:

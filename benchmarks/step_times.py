@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from imix_sweeps.config import build_backbone, build_method, build_mix  # noqa: E402
 from imix_sweeps.data.base import step_generator  # noqa: E402
-from imix_sweeps.train import TrainSpec, _optimizer, train_step  # noqa: E402
+from imix_sweeps.train import TrainSpec, build_optimizer, train_step  # noqa: E402
 from launchers.estimate import DOMAINS, STEP_TIMES  # noqa: E402
 
 # backbone:input:batch, with the domain whose config composes it
@@ -72,7 +72,7 @@ def time_step(domain: str, backbone: str, batch: int, *, steps: int, warmup: int
     model = build_method(cfg, build_backbone(cfg, shape), build_mix(cfg)).to(device)
     if gpu and len(shape) == 3:
         model.to(memory_format=torch.channels_last)
-    opt = _optimizer(model, TrainSpec(batch_size=batch), device)
+    opt = build_optimizer(model, TrainSpec(batch_size=batch), device)
     model.train()
     x1 = torch.rand(batch, *shape, device=device)
     x2 = torch.rand(batch, *shape, device=device)

@@ -200,13 +200,6 @@ def random_crop_padded(
     return out.permute(0, 3, 1, 2).contiguous()
 
 
-def _gray(x: Tensor) -> Tensor:
-    if x.shape[1] == 1:
-        return x
-    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
-    return 0.299 * r + 0.587 * g + 0.114 * b
-
-
 def brightness_contrast(
     x: Tensor,
     brightness: float = 0.4,
@@ -221,7 +214,7 @@ def brightness_contrast(
     fb = 1.0 + brightness * (2 * _rand(b, generator, dev) - 1)
     fc = 1.0 + contrast * (2 * _rand(b, generator, dev) - 1)
     y = (x * fb.view(-1, 1, 1, 1)).clamp(0, 1)
-    mean = _gray(y).mean(dim=(1, 2, 3), keepdim=True)
+    mean = _luma(y).mean(dim=(1, 2, 3), keepdim=True)
     y = ((y - mean) * fc.view(-1, 1, 1, 1) + mean).clamp(0, 1)
     return torch.lerp(x, y, apply.to(x.dtype))  # 0/1 weight: a select
 

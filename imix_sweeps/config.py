@@ -13,15 +13,19 @@ import functools
 import hashlib
 import json
 import math
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.experimental.callback import Callback
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import II, MISSING, DictConfig, OmegaConf
+from torch import nn
 
+from imix_sweeps.contracts import Domain, Method
 from imix_sweeps.mix import MixStrategy
 from imix_sweeps.train import SCHEDULES  # optim.schedule values (lr_at)
 
@@ -33,9 +37,6 @@ MODALITIES = ("image", "audio", "tabular")
 @dataclass
 class MethodConf:
     name: str = MISSING
-    families: list[str] = field(
-        default_factory=lambda: ["none", "imix"]
-    )  # mix families it supports
     modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
     domains: list[str] | None = None  # domains it can run on (null: any), e.g. colour images only
     model: Any = MISSING  # {_target_: imix_sweeps.methods.<builder>, ...options}
@@ -206,6 +207,27 @@ def _allowed(group: str, pred) -> str:
     return ", ".join(names) if names else "(none)"
 
 
+def method_class(target: str) -> type:
+    """The class that a method's ``model._target_`` builds: the target itself when it is a
+    class, else the class its builder function names as its return annotation."""
+    obj = get_object(target)
+    if isinstance(obj, type):
+        return obj
+    cls = typing.get_type_hints(obj).get("return")
+    if not isinstance(cls, type):
+        raise ConfigError(
+            f"method builder {target} must annotate its return type with the method class "
+            "(the class declares the mix families it implements, see imix_sweeps.contracts.Method)"
+        )
+    return cls
+
+
+def method_families(model: Mapping[str, Any]) -> tuple[str, ...]:
+    """The mix families the method built by ``model`` (``{_target_: ...}``) implements: its
+    class's ``families``, the one place they are declared."""
+    return tuple(method_class(str(model["_target_"])).families)
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` for a combination that cannot train, naming the conflict."""
     dom, bb, mix, meth = cfg.domain, cfg.backbone, cfg.mix, cfg.method
@@ -221,11 +243,12 @@ def validate(cfg: DictConfig) -> None:
             f"mix={mix.name} does not apply to {modality} data (domain={dom.name}); "
             f"mixes for {modality}: {_allowed('mix', lambda o: modality in o.get('modalities', list(MODALITIES)))}"
         )
-    if mix.family not in meth.families:
+    families = method_families(meth.model)
+    if mix.family not in families:
         errors.append(
             f"method={meth.name} does not support mix={mix.name} (family {mix.family}); "
-            f"mixes for {meth.name}: {_allowed('mix', lambda o: o.get('family', 'none') in meth.families)}; "
-            f"methods that take mix={mix.name}: {_allowed('method', lambda o: mix.family in o.get('families', ['none', 'imix']))}"
+            f"mixes for {meth.name}: {_allowed('mix', lambda o: o.get('family', 'none') in families)}; "
+            f"methods that take mix={mix.name}: {_allowed('method', lambda o: mix.family in method_families(o['model']))}"
         )
     if mix.get("backbones") is not None and bb.name not in mix.backbones:
         errors.append(
@@ -409,6 +432,7 @@ def config_hash(cfg: DictConfig, *, include_seed: bool = True, include_eval: boo
     c = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(c, dict)
     c.pop("hydra", None)
+    _hash_method_families(c)
     drop = RUN_ONLY_KEYS + (() if include_seed else ("seed",)) + (() if include_eval else EVAL_KEYS)
     for key in drop:
         head, _, tail = key.rpartition(".")
@@ -416,6 +440,15 @@ def config_hash(cfg: DictConfig, *, include_seed: bool = True, include_eval: boo
         if isinstance(node, dict):
             node.pop(tail, None)
     return hashlib.sha1(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _hash_method_families(c: dict) -> None:
+    """The method's families (declared by its class) hashed under ``method.families``, where the
+    method YAMLs used to list them: the hashes of existing runs stay what they were."""
+    method = c.get("method")
+    if isinstance(method, dict) and isinstance(method.get("model"), dict):
+        if "_target_" in method["model"] and "families" not in method:
+            method["families"] = list(method_families(method["model"]))
 
 
 def pretrain_hash(cfg: DictConfig) -> str:
@@ -461,13 +494,15 @@ def build_backbone(cfg: DictConfig, in_shape: list[int]):
     return instantiate(cfg.backbone.net, in_shape=list(in_shape), _convert_="all")
 
 
-def build_method(cfg: DictConfig, backbone, mix: MixStrategy, domain=None):
+def build_method(
+    cfg: DictConfig, backbone: nn.Module, mix: MixStrategy, domain: Domain | None = None
+) -> Method:
     """The method of ``cfg.method.model``. Options a method declares as ``input_mean`` /
     ``input_std`` (null) are taken from the built domain's normalisation (``input_stats``)."""
     # Built as a partial, then called: objects passed to instantiate() would be turned into configs.
     builder = instantiate(cfg.method.model, _partial_=True, _convert_="all")
     model_cfg = cfg.method.model
-    stats = getattr(domain, "input_stats", None)
+    stats = None if domain is None else domain.input_stats
     extra = {}
     if (
         stats is not None

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from imix_sweeps import augment as A
-from imix_sweeps.data.base import InMemoryDomain, step_generator
+from imix_sweeps.contracts import Domain
+from imix_sweeps.data.base import InMemoryDomain
 
 
 @torch.no_grad()
@@ -38,7 +39,7 @@ def extract(
 
 def extract_splits(
     backbone: nn.Module,
-    domain,
+    domain: Domain,
     batch_size: int,
     device: torch.device,
     amp_dtype: torch.dtype | None = None,
@@ -328,7 +329,7 @@ def linear_crop_augment(kind: str) -> Callable[[Tensor, torch.Generator], Tensor
 
 
 def shuffled_batches(
-    domain,
+    domain: Domain,
     epoch: int,
     batch_size: int,
     *,
@@ -336,8 +337,7 @@ def shuffled_batches(
     device: torch.device,
     crop: str | None = None,
 ) -> Iterable[tuple[Tensor, Tensor]]:
-    """The epoch's linear-evaluation training batches: the domain's own (augmented) ones when it
-    has them (``linear_batches``), else its un-augmented training split in a seeded order.
+    """The epoch's linear-evaluation training batches: the domain's own (``linear_batches``).
     ``crop`` (``LINEAR_CROPS``): replaces the domain's augmentation (in-memory domains)."""
     if crop is not None:
         if not isinstance(domain, InMemoryDomain) or domain.modality != "image":
@@ -348,13 +348,4 @@ def shuffled_batches(
         return domain.linear_batches(
             epoch, batch_size, seed=seed, device=device, augment=linear_crop_augment(crop)
         )
-    if hasattr(domain, "linear_batches"):
-        return domain.linear_batches(epoch, batch_size, seed=seed, device=device)
-    xs, ys = zip(*domain.eval_batches("train", batch_size, device=device))
-    x, y = torch.cat(xs), torch.cat(ys)
-    order = torch.randperm(len(y), generator=step_generator(seed, epoch, "linear")).to(device)
-    n = len(y) // batch_size * batch_size
-    return (
-        (x[order[i : i + batch_size]], y[order[i : i + batch_size]])
-        for i in range(0, n, batch_size)
-    )
+    return domain.linear_batches(epoch, batch_size, seed=seed, device=device)

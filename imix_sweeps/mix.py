@@ -65,10 +65,17 @@ def rand_bbox(
     ``x[..., x1:x2, y1:y2]``; its centre is uniform over the grid and it is clipped to the grid.
     """
     w, h = size
-    cut_rat = float(np.sqrt(1.0 - lam))
-    cut_w, cut_h = int(w * cut_rat), int(h * cut_rat)
     cx = int(torch.randint(0, w, (1,), generator=generator).item())
     cy = int(torch.randint(0, h, (1,), generator=generator).item())
+    return box_at(size, lam, cx, cy)
+
+
+def box_at(size: tuple[int, int], lam: float, cx: int, cy: int) -> tuple[int, int, int, int]:
+    """The official ``rand_bbox`` box of area fraction ``1 - lam`` centred at ``(cx, cy)``,
+    clipped to the grid: ``(x1, y1, x2, y2)`` over the last two dims."""
+    w, h = size
+    cut_rat = float(np.sqrt(1.0 - lam))
+    cut_w, cut_h = int(w * cut_rat), int(h * cut_rat)
     x1, x2 = int(np.clip(cx - cut_w // 2, 0, w)), int(np.clip(cx + cut_w // 2, 0, w))
     y1, y2 = int(np.clip(cy - cut_h // 2, 0, h)), int(np.clip(cy + cut_h // 2, 0, h))
     return x1, y1, x2, y2
@@ -331,17 +338,8 @@ def im_region(
         j = rng.integers(0, b, size=b)
         boxes = []
         for i in range(b):  # rand_bbox per row (centre uniform, clipped), as the official code
-            cut = float(np.sqrt(1.0 - lam[i]))
-            cw, ch = int(size[0] * cut), int(size[1] * cut)
             cx, cy = int(rng.integers(size[0])), int(rng.integers(size[1]))
-            boxes.append(
-                (
-                    int(np.clip(cx - cw // 2, 0, size[0])),
-                    int(np.clip(cy - ch // 2, 0, size[1])),
-                    int(np.clip(cx + cw // 2, 0, size[0])),
-                    int(np.clip(cy + ch // 2, 0, size[1])),
-                )
-            )
+            boxes.append(box_at(size, float(lam[i]), cx, cy))
         bx = torch.as_tensor(boxes, device=dev).view(b, 4)
         on = torch.as_tensor(apply, device=dev)
         mask = _box_mask(size, bx[:, 0], bx[:, 1], bx[:, 2], bx[:, 3]) & on.view(-1, 1, 1, 1)

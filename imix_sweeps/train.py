@@ -1,6 +1,7 @@
 """The pre-training loop, readable top to bottom.
 
-    for epoch:                       (resumes from checkpoint.pt in the run dir)
+    prepare the model (device, DDP); resume from checkpoint.pt or archive an earlier attempt
+    for epoch:
         for step: two views -> method(x1, x2) -> loss -> backward -> SGD step (lr per step)
         every epoch: metrics.jsonl line, kNN monitor if due, atomic checkpoint
     stop early (checkpoint kept, status "preempted") when ``should_stop()`` turns true
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from imix_sweeps import dist
+from imix_sweeps.contracts import Domain, Method
 from imix_sweeps.data.base import step_generator
 from imix_sweeps.evaluate import extract_splits, knn_top1
 from imix_sweeps.runstate import archive_attempt, write_then_replace
@@ -122,13 +124,9 @@ def lr_at(spec: TrainSpec, epoch: float, step: int = 0, steps_per_epoch: int = 1
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    """Write to a temporary file in the same directory, fsync, then rename over ``path`` (the
-    temporary file is removed when the write fails, e.g. on a full disk)."""
+    """``torch.save`` to a temporary file in the same directory, fsync, then rename over
+    ``path`` (``runstate.write_then_replace``, which also writes the text files)."""
     write_then_replace(path, lambda f: torch.save(obj, f), "wb")
-
-
-def atomic_save_text(text: str, path: Path) -> None:
-    write_then_replace(path, lambda f: f.write(text), "w")
 
 
 def load_checkpoint(
@@ -191,13 +189,13 @@ def truncate_metrics(run_dir: Path, last_epoch: int) -> None:
         )
     text = "".join(keep[e] + "\n" for e in sorted(keep))
     if text != path.read_text(errors="replace"):
-        atomic_save_text(text, path)
+        write_then_replace(path, lambda f: f.write(text), "w")
 
 
-def convert_sync_bn(model: nn.Module) -> nn.Module:
+def convert_sync_bn(model: Method) -> Method:
     """Turn the BatchNorm layers of ``model`` into SyncBatchNorm (statistics over all ranks),
     except in a key encoder that uses shuffle BN (MoCo), whose point is per-rank statistics."""
-    keep = {"key_encoder"} if getattr(model, "shuffle_bn", False) else set()
+    keep = {"key_encoder"} if model.shuffle_bn else set()
     for name, child in model.named_children():
         if name not in keep:
             setattr(model, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
@@ -212,7 +210,11 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
 
 
-def _optimizer(model: nn.Module, spec: TrainSpec, device: torch.device) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module, spec: TrainSpec, device: torch.device
+) -> torch.optim.Optimizer:
+    """SGD over the trainable parameters with ``spec``'s momentum and weight decay (fused on CUDA
+    when ``spec.fused_optimizer``); the lr is set per step by ``train``."""
     params = [p for p in model.parameters() if p.requires_grad]
     kwargs: dict[str, Any] = {
         "lr": spec.lr,
@@ -250,7 +252,11 @@ def train_step(
 
 
 def knn_monitor(
-    model: nn.Module, domain, spec: TrainSpec, device: torch.device, amp_dtype
+    model: Method,
+    domain: Domain,
+    spec: TrainSpec,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
 ) -> float:
     train_f, train_y, test_f, test_y = extract_splits(
         model.backbone, domain, 512, device, amp_dtype
@@ -266,9 +272,132 @@ def knn_monitor(
     )
 
 
+def prepare_model(model: Method, spec: TrainSpec, device: torch.device) -> nn.Module:
+    """Move ``model`` to the device (SyncBatchNorm, channels-last, DDP, compile as ``spec``
+    asks) and return the module a step calls; ``model`` itself stays the unwrapped one."""
+    info = dist.info()
+    if spec.sync_bn and info.world_size > 1:
+        if device.type != "cuda":
+            raise ValueError(
+                "train.sync_bn=true needs CUDA devices (torch's SyncBatchNorm runs on GPUs only); "
+                "set train.sync_bn=false for CPU/gloo runs"
+            )
+        convert_sync_bn(model)
+    model.to(device)
+    if spec.channels_last:
+        model.to(memory_format=torch.channels_last)
+    ddp_model: nn.Module = model
+    if info.world_size > 1:
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            broadcast_buffers=False,
+        )
+    return torch.compile(ddp_model) if spec.compile else ddp_model  # type: ignore[return-value]
+
+
+@dataclass
+class StartPoint:
+    """Where a run starts: epoch 0 of a fresh run, or the position of its checkpoint."""
+
+    epoch: int = 0
+    step: int = 0  # the next step of ``epoch`` (mid-epoch checkpoints, written on a stop)
+    history: list[dict] = field(default_factory=list)
+    # the interrupted epoch's loss sum on this rank and its number of steps, so that the resumed
+    # epoch's mean is exactly the one the interrupted run would have logged
+    partial_loss: tuple[float, int] = (0.0, 0)
+    from_checkpoint: bool = False
+
+
+def resume_or_archive(
+    model: Method,
+    opt: torch.optim.Optimizer,
+    spec: TrainSpec,
+    run_dir: Path,
+    config_hash: str | None,
+    accept_hashes: tuple[str, ...],
+) -> StartPoint:
+    """Load the run dir's checkpoint into ``model`` and ``opt`` (when ``spec.resume``), keeping
+    the metric lines of its complete epochs; without one, move an earlier attempt's files to
+    ``attempts/<n>/`` (rank 0). All ranks leave together."""
+    info = dist.info()
+    state = load_checkpoint(run_dir, config_hash, accept_hashes) if spec.resume else None
+    start = StartPoint()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start = StartPoint(
+            state["epoch"],
+            state["step"],
+            state["history"],
+            replayed_partial_loss(state, info.rank, info.world_size),
+            from_checkpoint=True,
+        )
+        if info.is_main:  # rows are numbered from 1: epochs 1..start.epoch are complete
+            truncate_metrics(run_dir, start.epoch)
+        log.info(
+            "resumed from %s at epoch %d step %d", run_dir / CHECKPOINT, start.epoch, start.step
+        )
+    elif info.is_main:
+        moved = archive_attempt(run_dir, (METRICS, CHECKPOINT))
+        if moved is not None:
+            log.warning(
+                "fresh start in %s: the earlier attempt's files moved to %s", run_dir, moved
+            )
+    dist.barrier()
+    return start
+
+
+def replayed_partial_loss(state: dict, rank: int, world_size: int) -> tuple[float, int]:
+    """This rank's loss sum and the step count of the epoch a mid-epoch checkpoint interrupted:
+    the rank's own sum when the checkpoint kept one per rank for this world size, else the
+    saved (rank 0) sum."""
+    prev_sum, prev_n = state["partial_loss"]
+    ranks_sums = state.get("partial_loss_ranks")
+    if prev_n and ranks_sums and len(ranks_sums) == world_size:
+        prev_sum = ranks_sums[rank]
+    return prev_sum, prev_n
+
+
+def save_checkpoint(
+    run_dir: Path,
+    model: Method,
+    opt: torch.optim.Optimizer,
+    *,
+    epoch: int,
+    step: int,
+    history: list[dict],
+    config_hash: str | None,
+    device: torch.device,
+    partial_loss: tuple[float, int] = (0.0, 0),
+) -> None:
+    """Checkpoint at ``(epoch, step)`` (rank 0 writes; all ranks leave together). Mid-epoch,
+    every rank's own partial loss sum is kept (``replayed_partial_loss`` reads it back)."""
+    info = dist.info()
+    partial_sums = [partial_loss[0]]
+    if info.world_size > 1:
+        mine = torch.tensor([partial_loss[0]], dtype=torch.float64, device=device)
+        partial_sums = dist.gather(mine).tolist()
+    if info.is_main:
+        atomic_save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "epoch": epoch,
+                "step": step,
+                "history": history,
+                "config_hash": config_hash,
+                "partial_loss": partial_loss,
+                "partial_loss_ranks": partial_sums,
+            },
+            run_dir / CHECKPOINT,
+        )
+    dist.barrier()
+
+
 def train(
-    model: nn.Module,
-    domain,
+    model: Method,
+    domain: Domain,
     spec: TrainSpec,
     run_dir: Path,
     *,
@@ -288,88 +417,31 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     info = dist.info()
     amp_dtype = torch.bfloat16 if (spec.amp and device.type == "cuda") else None
-    needs_index = getattr(model, "needs_index", False)  # memory-bank methods (InsDis, CMC)
-    if needs_index:
+    if model.needs_index:  # a memory bank over the pre-training set, sized before resuming
         model.bind_num_samples(domain.num_pretrain)
-    if spec.sync_bn and info.world_size > 1:
-        if device.type != "cuda":
-            raise ValueError(
-                "train.sync_bn=true needs CUDA devices (torch's SyncBatchNorm runs on GPUs only); "
-                "set train.sync_bn=false for CPU/gloo runs"
-            )
-        convert_sync_bn(model)
-    model.to(device)
-    if spec.channels_last:
-        model.to(memory_format=torch.channels_last)
-    ddp_model: nn.Module = model
-    if info.world_size > 1:
-        ddp_model = nn.parallel.DistributedDataParallel(
-            model,
-            device_ids=[device.index] if device.type == "cuda" else None,
-            broadcast_buffers=False,
-        )
-    step_fn: nn.Module = torch.compile(ddp_model) if spec.compile else ddp_model  # type: ignore[assignment]
-    opt = _optimizer(model, spec, device)
+    step_fn = prepare_model(model, spec, device)
+    opt = build_optimizer(model, spec, device)
     steps_per_epoch = domain.steps_per_epoch(spec.batch_size, info.world_size)
-
-    # ---- resume
-    start_epoch, start_step, history = 0, 0, []
-    state = load_checkpoint(run_dir, config_hash, accept_hashes) if spec.resume else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start_epoch, start_step, history = state["epoch"], state["step"], state["history"]
-        if info.is_main:  # rows are numbered from 1: epochs 1..start_epoch are complete
-            truncate_metrics(run_dir, start_epoch)
-        log.info(
-            "resumed from %s at epoch %d step %d", run_dir / CHECKPOINT, start_epoch, start_step
-        )
-    elif info.is_main:
-        moved = archive_attempt(run_dir, (METRICS, CHECKPOINT))
-        if moved is not None:
-            log.warning(
-                "fresh start in %s: the earlier attempt's files moved to %s", run_dir, moved
-            )
-    dist.barrier()
-    have_checkpoint = state is not None
+    start = resume_or_archive(model, opt, spec, run_dir, config_hash, accept_hashes)
+    history = start.history
+    have_checkpoint = start.from_checkpoint
 
     def save(epoch: int, step: int, partial_loss: tuple[float, int] = (0.0, 0)) -> None:
-        # Mid-epoch, every rank's own partial loss sum is kept, so that the resumed epoch's
-        # mean (all-reduced over ranks) is exactly the one the interrupted run would have logged.
-        partial_sums = [partial_loss[0]]
-        if info.world_size > 1:
-            mine = torch.tensor([partial_loss[0]], dtype=torch.float64, device=device)
-            partial_sums = dist.gather(mine).tolist()
-        if info.is_main:
-            atomic_save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "epoch": epoch,
-                    "step": step,
-                    "history": history,
-                    "config_hash": config_hash,
-                    "partial_loss": partial_loss,
-                    "partial_loss_ranks": partial_sums,
-                },
-                run_dir / CHECKPOINT,
-            )
-        dist.barrier()
+        save_checkpoint(
+            run_dir, model, opt, epoch=epoch, step=step, history=history,
+            config_hash=config_hash, device=device, partial_loss=partial_loss,
+        )  # fmt: skip
 
     model.train()
     final_loss = history[-1]["loss"] if history else None
-    for epoch in range(start_epoch, spec.epochs):
+    for epoch in range(start.epoch, spec.epochs):
         t0 = time.time()
-        loss_sum = torch.zeros((), device=device)
-        prev_sum, prev_n = (
-            state["partial_loss"] if (state is not None and epoch == start_epoch) else (0.0, 0)
-        )
-        ranks_sums = state.get("partial_loss_ranks") if state is not None else None
-        if prev_n and ranks_sums and len(ranks_sums) == info.world_size:
-            prev_sum = ranks_sums[info.rank]
+        resumed = epoch == start.epoch
+        first = start.step if resumed else 0
+        prev_sum, prev_n = start.partial_loss if resumed else (0.0, 0)
+        loss_sum = torch.zeros((), device=device)  # on the device: no sync inside the epoch
         loss_sum += prev_sum
         n_steps = prev_n
-        first = start_step if epoch == start_epoch else 0
         batches = domain.pretrain_batches(
             epoch,
             spec.batch_size,
@@ -378,7 +450,7 @@ def train(
             rank=info.rank,
             world_size=info.world_size,
             start_step=first,
-            **({"with_index": True} if needs_index else {}),
+            with_index=model.needs_index,
             prefetch=spec.augment_threads,
         )
         for step, (x1, x2, *index) in enumerate(batches, start=first):
@@ -434,26 +506,30 @@ def train(
             append_metrics(run_dir, row)
             if on_epoch is not None:
                 on_epoch(row)
-            knn = f" knn {row['knn_top1']:.2f}" if "knn_top1" in row else ""
-            took = [r["epoch_seconds"] for r in history[-(epoch + 1 - start_epoch) :]]
-            eta = (spec.epochs - epoch - 1) * sum(took) / len(took)
-            log.info(
-                "epoch %d/%d loss %.4f lr %.4g %.1fs %.0f img/s eta %s%s",
-                epoch + 1,
-                spec.epochs,
-                mean_loss,
-                row["lr"],
-                row["epoch_seconds"],
-                row["images_per_s"],
-                _clock(eta),
-                knn,
-            )
-        state = None
+            log_epoch(row, history[-(epoch + 1 - start.epoch) :], spec.epochs)
         last = epoch + 1 == spec.epochs
         if last or (spec.checkpoint_every and (epoch + 1) % spec.checkpoint_every == 0):
             save(epoch + 1, 0)
             have_checkpoint = True
     return TrainResult(final_loss, spec.epochs, history=history)
+
+
+def log_epoch(row: dict, this_attempt: list[dict], epochs: int) -> None:
+    """The epoch's log line, with an ETA from the epochs this attempt has run."""
+    knn = f" knn {row['knn_top1']:.2f}" if "knn_top1" in row else ""
+    took = [r["epoch_seconds"] for r in this_attempt]
+    eta = (epochs - row["epoch"]) * sum(took) / len(took)
+    log.info(
+        "epoch %d/%d loss %.4f lr %.4g %.1fs %.0f img/s eta %s%s",
+        row["epoch"],
+        epochs,
+        row["loss"],
+        row["lr"],
+        row["epoch_seconds"],
+        row["images_per_s"],
+        _clock(eta),
+        knn,
+    )
 
 
 def _clock(seconds: float) -> str:

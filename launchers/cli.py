@@ -24,10 +24,6 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hydra._internal.callbacks import Callbacks
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra._internal.hydra import Hydra
-from hydra._internal.utils import create_config_search_path
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
@@ -39,6 +35,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from imix_sweeps.config import CONF_DIR, ConfigError, validate
 from launchers import estimate as est
+from launchers._private import Callbacks, Hydra, create_config_search_path, expand_sweep
 from launchers.sweep import PlannedRun, Sweep
 
 PRESETS = ("slurm", "slurm_cpu", "local")
@@ -78,7 +75,7 @@ def compose_sweep(overrides: Sequence[str], launcher: str) -> tuple[Sweep, list[
     args = [f"{k}={v}" for k, v in params.items()]
     args += list(OmegaConf.to_container(cfg.hydra.overrides.task, resolve=False))  # type: ignore[arg-type]
     parsed = OverridesParser.create(config_loader=hydra.config_loader).parse_overrides(args)
-    job_overrides = [o for batch in BasicSweeper.split_arguments(parsed, None) for o in batch]
+    job_overrides = expand_sweep(parsed)
     ctx = HydraContext(config_loader=hydra.config_loader, callbacks=Callbacks(cfg))
     plugin = Plugins.instance().instantiate_launcher(
         hydra_context=ctx, task_function=_no_task, config=cfg

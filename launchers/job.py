@@ -39,6 +39,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from imix_sweeps import dist
 from imix_sweeps import run as imix_run
+from launchers._private import usr_signal
 
 log = logging.getLogger("launchers.job")
 
@@ -111,8 +112,8 @@ class RunJob:
         job_num: int,
         singleton_state: dict,
         *,
-        max_requeues: int = 3,
-        stop_check_every: int = 10,
+        max_requeues: int,
+        stop_check_every: int,
     ) -> None:
         self.hydra_context = hydra_context
         self.config = config
@@ -143,7 +144,7 @@ class RunJob:
             set_cuda_visible_devices=False, overwrite=True
         )
         flag = StopFlag()
-        signal.signal(env._usr_sig(), flag.set)
+        signal.signal(usr_signal(), flag.set)
         should_stop = make_should_stop(flag, self.stop_check_every)
         config = self.sweep_config()
         run_dir = run_dir_of(config)

@@ -15,6 +15,7 @@ Used by the Hydra launcher plugin (``imix-sweeps --multirun ... hydra/launcher=s
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -26,27 +27,54 @@ import submitit
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra.types import HydraContext
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from hydra_plugins.imix_sweeps_launcher.config import ImixLocalConf, ImixQueueFields, ImixSlurmConf
 from imix_sweeps import run as imix_run
 from imix_sweeps.config import ConfigError, config_hash, validate
+from launchers._private import inner_executor, sbatch_text, without_srun_check
 from launchers.job import RunJob, run_dir_of, task_config
 
 log = logging.getLogger("launchers.sweep")
 
-# Parameters of the presets that are not submitit executor parameters.
-OWN_KEYS = ("max_requeues", "stop_check_every", "skip_done", "poll_s", "_target_")
-INIT_KEYS = ("submitit_folder", "max_num_timeout")
-GENERIC = {
-    "timeout_min",
-    "cpus_per_task",
-    "gpus_per_node",
-    "tasks_per_node",
-    "mem_gb",
-    "nodes",
-    "name",
-    "stderr_to_stdout",
-}
+
+def _names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+# The keys are derived from the launcher schema (hydra-submitit-launcher's dataclasses plus
+# ours), so a field that upstream adds is routed by the same rule or refused, never misrouted.
+OWN_KEYS = _names(ImixQueueFields) | {"_target_"}  # ours: not submitit parameters
+INIT_KEYS = {"submitit_folder", "max_num_timeout"}  # the executor's constructor takes these
+GENERIC = _names(BaseQueueConf) - INIT_KEYS  # AutoExecutor's cluster-independent names
+QUEUE_CONF = {"slurm": ImixSlurmConf, "local": ImixLocalConf}
+
+
+def cluster_keys(cluster: str) -> set[str]:
+    """The keys that submitit takes as ``<cluster>_<key>`` (e.g. ``slurm_partition``)."""
+    return _names(QUEUE_CONF[cluster]) - GENERIC - OWN_KEYS - INIT_KEYS
+
+
+def executor_parameters(cluster: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``AutoExecutor.update_parameters`` arguments for the launcher ``params`` (None: unset)."""
+    specific = cluster_keys(cluster)
+    update = {}
+    for k, v in params.items():
+        if k in OWN_KEYS or k in INIT_KEYS or v is None:
+            continue
+        if k in GENERIC:
+            update[k] = v
+        elif k in specific:
+            update[f"{cluster}_{k}"] = v
+        else:
+            raise ValueError(
+                f"hydra.launcher.{k} is not a parameter of the {cluster} launcher; parameters: "
+                f"{', '.join(sorted(GENERIC | specific | OWN_KEYS | INIT_KEYS - {'_target_'}))}"
+            )
+    return update
+
+
 UNFINISHED = ("running", "preempted", None)
 
 
@@ -82,6 +110,10 @@ class Sweep:
             k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
             for k, v in params.items()
         }
+        # our own parameters, typed, with the schema's defaults (the one place they are set)
+        self.options = ImixQueueFields(
+            **{k: self.params[k] for k in _names(ImixQueueFields) if k in self.params}
+        )
         self.hydra_context = hydra_context
         self.config = config
 
@@ -102,7 +134,7 @@ class Sweep:
             prev = imix_run.read_results(run_dir)
             prev_status = prev.get("status") if prev else None
             skip = bool(
-                self.params.get("skip_done", True)
+                self.options.skip_done
                 and task_cfg.get("skip_done", True)
                 and prev_status == "ok"
                 and prev.get("config_hash") == h
@@ -124,12 +156,7 @@ class Sweep:
         if self.cluster == "slurm" and p.get("max_num_timeout") is not None:
             init["slurm_max_num_timeout"] = p["max_num_timeout"]
         ex = submitit.AutoExecutor(cluster=self.cluster, **init)
-        update = {}
-        for k, v in p.items():
-            if k in OWN_KEYS or k in INIT_KEYS or v is None:
-                continue
-            update[k if k in GENERIC else f"{self.cluster}_{k}"] = v
-        ex.update_parameters(**update)
+        ex.update_parameters(**executor_parameters(self.cluster, p))
         return ex
 
     def sbatch_preview(self, n_jobs: int) -> str:
@@ -138,23 +165,15 @@ class Sweep:
         Works off-cluster: submitit refuses to build a SLURM executor where ``srun`` is not on
         PATH, which only matters for submitting, so the check is bypassed for the preview.
         """
-        from unittest import mock
-
-        from submitit.slurm.slurm import SlurmExecutor
-
-        with mock.patch.object(SlurmExecutor, "affinity", classmethod(lambda cls: 2)):
+        with without_srun_check():
             ex = self.executor()
         if self.cluster != "slurm":
-            return "\n".join(f"{k}: {v}" for k, v in sorted(ex._executor.parameters.items()))
-        inner = ex._executor
-        params = dict(inner.parameters)
+            params = inner_executor(ex).parameters
+            return "\n".join(f"{k}: {v}" for k, v in sorted(params.items()))
+        params = dict(inner_executor(ex).parameters)
         if n_jobs > 1:
             params["map_count"] = n_jobs
-        from submitit.slurm.slurm import _make_sbatch_string
-
-        text = _make_sbatch_string(
-            command=inner._submitit_command_str, folder=inner.folder, **params
-        )
+        text = sbatch_text(ex, params)
         return "\n".join(ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#!"))
 
     # ------------------------------------------------------------------ submitting
@@ -185,8 +204,8 @@ class Sweep:
                     p.overrides,
                     p.num,
                     state,
-                    max_requeues=int(self.params.get("max_requeues", 3)),
-                    stop_check_every=int(self.params.get("stop_check_every", 10)),
+                    max_requeues=self.options.max_requeues,
+                    stop_check_every=self.options.stop_check_every,
                 )
                 jobs.append(ex.submit(fn))
         for p, j in zip(todo, jobs):
@@ -197,7 +216,7 @@ class Sweep:
     # ------------------------------------------------------------------ waiting
     def wait(self, plans: list[PlannedRun]) -> list[JobReturn]:
         pending = [p for p in plans if p.job is not None]
-        poll = float(self.params.get("poll_s", 2.0))
+        poll = self.options.poll_s
         while pending:
             pending = [p for p in pending if not p.job.done()]
             if pending:

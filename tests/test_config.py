@@ -18,6 +18,7 @@ from imix_sweeps.config import (
     config_hash,
     group_options,
     lr_of,
+    method_families,
     validate,
     warmup_of,
 )
@@ -69,7 +70,7 @@ def test_method_mix_grid_composes_and_steps_or_is_rejected_clearly(method, mix, 
     dom = embedded[domain]
     model = build_method(cfg, build_backbone(cfg, dom.in_shape), build_mix(cfg), dom)
     extra = {}
-    if getattr(model, "needs_index", False):  # memory-bank methods get sample indices
+    if model.needs_index:  # memory-bank methods get sample indices
         model.bind_num_samples(dom.num_pretrain)
         x1, x2, extra["index"] = next(
             dom.pretrain_batches(0, 16, seed=0, device=torch.device("cpu"), with_index=True)
@@ -95,9 +96,11 @@ def test_backbone_domain_pairs_compose_or_are_rejected_clearly(backbone, domain)
 )
 def test_mix_domain_pairs_compose_or_are_rejected_clearly(mix, domain):
     cfg = compose([f"domain={domain}", f"mix={mix}"])
-    if cfg.mix.family not in cfg.method.families:  # pick a method that takes this mix
+    if cfg.mix.family not in method_families(cfg.method.model):  # a method that takes this mix
         takes = [
-            m for m, o in group_options("method").items() if cfg.mix.family in o.get("families", [])
+            m
+            for m, o in group_options("method").items()
+            if cfg.mix.family in method_families(o["model"])
         ]
         cfg = compose([f"domain={domain}", f"mix={mix}", f"method={takes[0]}"])
     _check_rejection(cfg, mix=mix, method=cfg.method.name)

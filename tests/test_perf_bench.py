@@ -137,11 +137,11 @@ def test_device_augmentation_never_waits_for_the_gpu() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_training_step_never_waits_for_the_gpu() -> None:
     from imix_sweeps.data.base import step_generator
-    from imix_sweeps.train import TrainSpec, _optimizer, train_step
+    from imix_sweeps.train import TrainSpec, build_optimizer, train_step
 
     dev = torch.device("cuda")
     model = bench.build_model(dev).to(memory_format=torch.channels_last)
-    opt = _optimizer(model, TrainSpec(), dev)
+    opt = build_optimizer(model, TrainSpec(), dev)
     x1, x2 = torch.rand(2, 32, 3, 32, 32, device=dev)
 
     def step(s: int) -> torch.Tensor:

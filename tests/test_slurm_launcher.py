@@ -316,7 +316,7 @@ def test_preempted_ddp_run_requeues_and_matches_uninterrupted_run(tmp_path, job_
     assert sacct_states(job.job_id)[:1] == ["REQUEUED"], sacct_states(job.job_id)
     # rank 0 alone writes the run dir (rank 1 logs only to its SLURM files)
     assert {p.name for p in run_dir.iterdir()} == {
-        ".hydra", "run.log", "metrics.jsonl", "checkpoint.pt", "results.json"
+        ".hydra", ".run.lock", "run.log", "metrics.jsonl", "checkpoint.pt", "results.json"
     }  # fmt: skip
     expected = json.loads((ref_dir / "results.json").read_text())
     assert res["world_size"] == expected["world_size"] == 2

@@ -19,6 +19,8 @@ from typing import TypeVar
 import torch
 from torch import Tensor
 
+from imix_sweeps.contracts import Domain
+
 AugmentFn = Callable[[Tensor, torch.Generator], Tensor]
 T = TypeVar("T")
 
@@ -71,7 +73,7 @@ def rank_share(order: Tensor, step: int, batch_size: int, rank: int, world_size:
 
 
 @dataclass
-class InMemoryDomain:
+class InMemoryDomain(Domain):
     """A dataset that fits in memory, augmented on the device.
 
     ``train_x``/``test_x``: raw samples (uint8 images are scaled to [0, 1] on the device);
@@ -147,11 +149,7 @@ class InMemoryDomain:
         with_index: bool = False,
         prefetch: int = 0,
     ) -> Iterator[tuple[Tensor, ...]]:
-        """Two augmented views ``(x1, x2)`` of this rank's share of the global batch;
-        ``with_index``: ``(x1, x2, idx)`` with each sample's index into the training set
-        (memory-bank methods).
-
-        ``prefetch``: augment the coming steps in that many background threads while the caller
+        """``Domain.pretrain_batches``. ``prefetch``: augment the coming steps in that many background threads while the caller
         trains on the current one (torch ops release the GIL; meant for CPU runs, with torch's
         intra-op threads set so that both together fit the cores). Each step's views depend only
         on ``(seed, epoch, step, rank)``, so the batches are the same with any ``prefetch``."""

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from imix_sweeps.contracts import Domain
 from imix_sweeps.data.base import rank_share, step_generator
 
 # (raw sample, seed) -> tensor; the transform draws all its randomness from ``seed``.
@@ -150,7 +151,7 @@ class _Eval(Dataset):
 
 
 @dataclass
-class LoaderDomain:
+class LoaderDomain(Domain):
     """A domain whose samples are transformed one by one in DataLoader workers.
 
     ``pretrain``: the source for two-view pre-training (``None``: ``train``);
@@ -229,10 +230,8 @@ class LoaderDomain:
         with_index: bool = False,
         prefetch: int = 0,
     ) -> Iterator[tuple[Tensor, ...]]:
-        """Two augmented views of this rank's share of each global batch (see module doc);
-        ``with_index``: ``(x1, x2, idx)`` with each sample's index into the pre-training set
-        (memory-bank methods). ``prefetch`` is accepted for the shared contract and unused: the
-        DataLoader workers already run ahead."""
+        """``Domain.pretrain_batches``; ``prefetch`` is unused: the DataLoader workers already
+        run ahead."""
         steps = self.steps_per_epoch(batch_size, world_size)
         order = self.epoch_order(epoch, seed)
         batches = [

@@ -8,15 +8,16 @@ for MoCo; symmetric sums both directions."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
+from imix_sweeps.contracts import MethodHooks
 from imix_sweeps.losses import byol_loss, unmix_combine
 from imix_sweeps.methods.common import Encoder, StepOut, both_directions, ema_update, frozen_copy
 from imix_sweeps.methods.family import check_family, manifold_forward, unmix_lam
-from imix_sweeps.mix import MixStrategy, apply_input_mix
-
-FAMILIES = ("none", "imix", "manifold", "unmix")
+from imix_sweeps.mix import Mixed, MixStrategy, apply_input_mix
 
 
 def _plain_byol(p: Tensor, z: Tensor) -> Tensor:
@@ -24,7 +25,9 @@ def _plain_byol(p: Tensor, z: Tensor) -> Tensor:
     return byol_loss(p, z, torch.arange(b, device=p.device), torch.ones(b, device=p.device))
 
 
-class BYOL(nn.Module):
+class BYOL(MethodHooks, nn.Module):
+    families = ("none", "imix", "manifold", "unmix")
+
     def __init__(
         self,
         *,
@@ -36,7 +39,7 @@ class BYOL(nn.Module):
         symmetric: bool,
     ) -> None:
         super().__init__()
-        check_family("byol", mix, FAMILIES)
+        check_family("byol", mix, self.families)
         self.encoder = Encoder(backbone, head)
         self.predictor = predictor
         self.target = frozen_copy(self.encoder)
@@ -48,41 +51,61 @@ class BYOL(nn.Module):
     def backbone(self) -> nn.Module:
         return self.encoder.backbone
 
-    def _direction(self, xa: Tensor, xb: Tensor, generator: torch.Generator | None) -> Tensor:
-        ema_update(self.target, self.encoder, self.momentum)
-        if self.mix.family == "manifold":
-            q, _, m = manifold_forward(self.encoder, self.mix, xa, None, generator)
-            p = self.predictor(q)
-        else:
-            m = self.mix.fn(xa, generator=generator)
-            p = self.predictor(self.encoder(m.x))  # [B, D]
+    def direction(self, xa: Tensor, xb: Tensor, generator: torch.Generator | None) -> Tensor:
+        """BYOL's loss of the online prediction from ``xa`` against the target's ``xb``."""
+        ema_update(self.target, self.encoder, self.momentum)  # target <- EMA of online
+        p, m = ONLINE[self.mix.family](self, xa, generator)  # online prediction, [B, D]
         with torch.no_grad():
-            z = self.target(xb)  # [B, D]
+            z = self.target(xb)  # [B, D] target projection
         return byol_loss(p, z, m.perm, m.lam)
-
-    def _unmix(self, x1: Tensor, x2: Tensor, generator: torch.Generator | None) -> Tensor:
-        ema_update(self.target, self.encoder, self.momentum)
-        m = self.mix.fn(x1, generator=generator)
-        lam = unmix_lam(m)
-
-        def direction(xq: Tensor, xk: Tensor) -> Tensor:
-            p = self.predictor(self.encoder(xq))
-            p_mix = self.predictor(self.encoder(m.x))
-            with torch.no_grad():
-                z = self.target(xk)
-            return unmix_combine(
-                _plain_byol(p, z), _plain_byol(p_mix, z), _plain_byol(p_mix.flip(0), z), lam
-            )
-
-        return both_directions(direction, x1, x2, self.symmetric)
 
     def forward(
         self, x1: Tensor, x2: Tensor, *, generator: torch.Generator | None = None
     ) -> StepOut:
         x1, x2 = apply_input_mix(self.mix, x1, x2, generator)
         if self.mix.family == "unmix":
-            return StepOut(self._unmix(x1, x2, generator), {})
-        loss = both_directions(
-            lambda a, b: self._direction(a, b, generator), x1, x2, self.symmetric
-        )
+            return StepOut(unmix_step(self, x1, x2, generator), {})
+        loss = both_directions(lambda a, b: self.direction(a, b, generator), x1, x2, self.symmetric)
         return StepOut(loss, {})
+
+
+# ---- each family's online branch: (model, xa, generator) -> (prediction [B, D], Mixed)
+def mixed_online(
+    model: BYOL, xa: Tensor, generator: torch.Generator | None
+) -> tuple[Tensor, Mixed]:
+    """``none`` / ``imix``: the prediction of the mixed view."""
+    m = model.mix.fn(xa, generator=generator)
+    return model.predictor(model.encoder(m.x)), m
+
+
+def manifold_online(
+    model: BYOL, xa: Tensor, generator: torch.Generator | None
+) -> tuple[Tensor, Mixed]:
+    """``manifold``: the view mixed at a hidden layer."""
+    q, _, m = manifold_forward(model.encoder, model.mix, xa, None, generator)
+    return model.predictor(q), m
+
+
+ONLINE: dict[str, Callable[[BYOL, Tensor, torch.Generator | None], tuple[Tensor, Mixed]]] = {
+    "none": mixed_online,
+    "imix": mixed_online,
+    "manifold": manifold_online,
+}
+
+
+def unmix_step(model: BYOL, x1: Tensor, x2: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Un-Mix: one EMA update per step, the mixture of view 1 in its own pass per direction."""
+    ema_update(model.target, model.encoder, model.momentum)
+    m = model.mix.fn(x1, generator=generator)
+    lam = unmix_lam(m)
+
+    def direction(xq: Tensor, xk: Tensor) -> Tensor:
+        p = model.predictor(model.encoder(xq))
+        p_mix = model.predictor(model.encoder(m.x))
+        with torch.no_grad():
+            z = model.target(xk)
+        return unmix_combine(
+            _plain_byol(p, z), _plain_byol(p_mix, z), _plain_byol(p_mix.flip(0), z), lam
+        )
+
+    return both_directions(direction, x1, x2, model.symmetric)

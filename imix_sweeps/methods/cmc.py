@@ -25,13 +25,13 @@ import torch
 from torch import Tensor, nn
 
 from imix_sweeps.backbones.resnet import init_conv
+from imix_sweeps.contracts import MethodHooks
 from imix_sweeps.heads import build_head, hidden_width
 from imix_sweeps.methods.common import StepOut
 from imix_sweeps.methods.family import check_family, single_view
 from imix_sweeps.methods.memory import MemoryBank
 from imix_sweeps.mix import MixStrategy
 
-FAMILIES = ("none", "im")
 COLORS = ("lab", "ycbcr")
 
 # official CMC normalisation of Lab (ranges of L, a, b): (v - mean) / std
@@ -160,7 +160,8 @@ class CMCFeatures(nn.Module):
         return torch.cat([self.net_1(v1), self.net_2(v2)], dim=1)
 
 
-class CMC(nn.Module):
+class CMC(MethodHooks, nn.Module):
+    families = ("none", "im")
     needs_index = True
 
     def __init__(
@@ -180,7 +181,7 @@ class CMC(nn.Module):
         loss: str,
     ) -> None:
         super().__init__()
-        check_family("cmc", mix, FAMILIES)
+        check_family("cmc", mix, self.families)
         self.views = ColorViews(color=color, input_mean=input_mean, input_std=input_std)
         self.net_1 = with_in_channels(backbone, 1)
         self.net_2 = with_in_channels(backbone, 2)
@@ -210,11 +211,11 @@ class CMC(nn.Module):
     def backbone(self) -> nn.Module:
         return CMCFeatures(self.views, self.net_1, self.net_2)
 
-    def bind_num_samples(self, n: int) -> None:
-        if self.memory_1.num_samples != n:
+    def bind_num_samples(self, num_samples: int) -> None:
+        if self.memory_1.num_samples != num_samples:
             g = torch.Generator().manual_seed(0)
-            self.memory_1.allocate(n, g)
-            self.memory_2.allocate(n, g)
+            self.memory_1.allocate(num_samples, g)
+            self.memory_2.allocate(num_samples, g)
 
     def forward(
         self,

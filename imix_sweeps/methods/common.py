@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from imix_sweeps import dist
-
-
-class StepOut(NamedTuple):
-    loss: Tensor  # scalar, the quantity to minimise
-    stats: dict[str, Tensor]  # detached scalars to log (averaged over the epoch on device)
+from imix_sweeps.contracts import StepOut as StepOut  # re-exported: the methods import it here
 
 
 def both_directions(

@@ -10,15 +10,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from imix_sweeps.contracts import MethodHooks
 from imix_sweeps.methods.common import Encoder, StepOut
 from imix_sweeps.methods.family import check_family, single_view
 from imix_sweeps.methods.memory import MemoryBank
 from imix_sweeps.mix import MixStrategy
 
-FAMILIES = ("none", "im")
 
-
-class InsDis(nn.Module):
+class InsDis(MethodHooks, nn.Module):
+    families = ("none", "im")
     needs_index = True
 
     def __init__(
@@ -34,7 +34,7 @@ class InsDis(nn.Module):
         loss: str,
     ) -> None:
         super().__init__()
-        check_family("insdis", mix, FAMILIES)
+        check_family("insdis", mix, self.families)
         self.encoder = Encoder(backbone, head)
         self.memory = MemoryBank(
             dim,
@@ -49,9 +49,9 @@ class InsDis(nn.Module):
     def backbone(self) -> nn.Module:
         return self.encoder.backbone
 
-    def bind_num_samples(self, n: int) -> None:
-        if self.memory.num_samples != n:
-            self.memory.allocate(n, torch.Generator().manual_seed(0))
+    def bind_num_samples(self, num_samples: int) -> None:
+        if self.memory.num_samples != num_samples:
+            self.memory.allocate(num_samples, torch.Generator().manual_seed(0))
 
     def forward(
         self,

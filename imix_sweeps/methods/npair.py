@@ -19,20 +19,24 @@ Other mix families (``self.mix.family``):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
 from imix_sweeps import dist
+from imix_sweeps.contracts import MethodHooks
 from imix_sweeps.losses import mixco_loss, npair_loss, unmix_combine
 from imix_sweeps.methods.common import Encoder, StepOut, both_directions
 from imix_sweeps.methods.family import check_family, manifold_forward, unmix_lam
-from imix_sweeps.mix import MixStrategy, apply_input_mix
+from imix_sweeps.mix import Mixed, MixStrategy, apply_input_mix
 
-FAMILIES = ("none", "imix", "manifold", "unmix", "mixco")
 GATHERS = ("local", "global")
 
 
-class NPair(nn.Module):
+class NPair(MethodHooks, nn.Module):
+    families = ("none", "imix", "manifold", "unmix", "mixco")
+
     def __init__(
         self,
         *,
@@ -46,7 +50,7 @@ class NPair(nn.Module):
         mix_weight: float,
     ) -> None:
         super().__init__()
-        check_family("npair", mix, FAMILIES)
+        check_family("npair", mix, self.families)
         if gather not in GATHERS:
             raise ValueError(f"npair: unknown gather {gather!r}; allowed: {', '.join(GATHERS)}")
         self.gather = gather
@@ -67,7 +71,7 @@ class NPair(nn.Module):
             return k, 0
         return dist.gather(k, with_grad=True), dist.info().rank * k.shape[0]  # [B * W, D]
 
-    def _plain(self, q: Tensor, k: Tensor) -> Tensor:
+    def plain_loss(self, q: Tensor, k: Tensor) -> Tensor:
         """B-way loss of q against k (gathered when ``global``), one target each."""
         k, offset = self._keys(k)
         ones = torch.ones(q.shape[0], device=q.device)
@@ -76,47 +80,76 @@ class NPair(nn.Module):
             label_offset=offset,
         )  # fmt: skip
 
-    def _direction(self, xa: Tensor, xb: Tensor, generator: torch.Generator | None) -> Tensor:
-        b = xa.shape[0]
-        family = self.mix.family
-        if family == "manifold":
-            q, k, m = manifold_forward(self.encoder, self.mix, xa, xb, generator)
-        elif family == "mixco":
-            m = self.mix.fn(xa, generator=generator)
-            z = self.encoder(torch.cat([xa, xb, m.x]))  # [2B + B/2, D]
-            q, k, q_mix = z[:b], z[b : 2 * b], z[2 * b :]
-            mix_term = mixco_loss(q_mix, k, m.lam, self.mix_temperature)
-            return self._plain(q, k) + self.mix_weight * mix_term
-        else:
-            m = self.mix.fn(xa, generator=generator)
-            z = self.encoder(torch.cat([m.x, xb]))  # [2B, D]: shared BN over the 2B rows
-            q, k = z[:b], z[b:]
+    def mixed_loss(self, q: Tensor, k: Tensor, m: Mixed) -> Tensor:
+        """i-Mix's N-pair loss: the mixed anchors ``q`` [B, D] against the keys ``k`` [B, D]
+        (gathered when ``global``), two targets weighted by ``lam``."""
         k, offset = self._keys(k)
         return npair_loss(q, k, m.perm, m.lam, self.temperature, label_offset=offset)
 
-    def _unmix(self, x1: Tensor, x2: Tensor, generator: torch.Generator | None) -> Tensor:
-        """Un-Mix: the mixture always comes from view 1; symmetric adds the view-2 anchors."""
-        b = x1.shape[0]
-        m = self.mix.fn(x1, generator=generator)
-        lam = unmix_lam(m)
-        z = self.encoder(torch.cat([x1, x2]))
-        z1, z2 = z[:b], z[b:]
-        q_mix = self.encoder(m.x)  # [B, D], its own pass
-
-        def direction(q: Tensor, k: Tensor) -> Tensor:
-            return unmix_combine(
-                self._plain(q, k), self._plain(q_mix, k), self._plain(q_mix.flip(0), k), lam
-            )
-
-        return both_directions(direction, z1, z2, self.symmetric)
+    def direction(self, xa: Tensor, xb: Tensor, generator: torch.Generator | None) -> Tensor:
+        """The loss of the anchors from ``xa`` against the keys from ``xb``."""
+        return PAIRS[self.mix.family](self, xa, xb, generator)
 
     def forward(
         self, x1: Tensor, x2: Tensor, *, generator: torch.Generator | None = None
     ) -> StepOut:
         x1, x2 = apply_input_mix(self.mix, x1, x2, generator)
         if self.mix.family == "unmix":
-            return StepOut(self._unmix(x1, x2, generator), {})
-        loss = both_directions(
-            lambda a, b: self._direction(a, b, generator), x1, x2, self.symmetric
-        )
+            return StepOut(unmix_step(self, x1, x2, generator), {})
+        loss = both_directions(lambda a, b: self.direction(a, b, generator), x1, x2, self.symmetric)
         return StepOut(loss, {})
+
+
+# ---- each family's step: (model, xa, xb, generator) -> loss of one direction
+def mixed_pair(model: NPair, xa: Tensor, xb: Tensor, generator: torch.Generator | None) -> Tensor:
+    """``none`` / ``imix``: the mixed view 1 and the clean view 2 in one pass."""
+    b = xa.shape[0]
+    m = model.mix.fn(xa, generator=generator)
+    z = model.encoder(torch.cat([m.x, xb]))  # [2B, D]: shared BN over the 2B rows
+    return model.mixed_loss(z[:b], z[b:], m)
+
+
+def manifold_pair(
+    model: NPair, xa: Tensor, xb: Tensor, generator: torch.Generator | None
+) -> Tensor:
+    """``manifold``: view 1 mixed at a hidden layer, in the same pass as the clean view 2."""
+    q, k, m = manifold_forward(model.encoder, model.mix, xa, xb, generator)
+    return model.mixed_loss(q, k, m)
+
+
+def mixco_pair(model: NPair, xa: Tensor, xb: Tensor, generator: torch.Generator | None) -> Tensor:
+    """``mixco``: the B/2 mixtures of view 1 encoded with the two views in one pass."""
+    b = xa.shape[0]
+    m = model.mix.fn(xa, generator=generator)
+    z = model.encoder(torch.cat([xa, xb, m.x]))  # [2B + B/2, D]
+    q, k, q_mix = z[:b], z[b : 2 * b], z[2 * b :]
+    mix_term = mixco_loss(q_mix, k, m.lam, model.mix_temperature)
+    return model.plain_loss(q, k) + model.mix_weight * mix_term
+
+
+PAIRS: dict[str, Callable[[NPair, Tensor, Tensor, torch.Generator | None], Tensor]] = {
+    "none": mixed_pair,
+    "imix": mixed_pair,
+    "manifold": manifold_pair,
+    "mixco": mixco_pair,
+}
+
+
+def unmix_step(model: NPair, x1: Tensor, x2: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Un-Mix: the mixture always comes from view 1; symmetric adds the view-2 anchors."""
+    b = x1.shape[0]
+    m = model.mix.fn(x1, generator=generator)
+    lam = unmix_lam(m)
+    z = model.encoder(torch.cat([x1, x2]))
+    z1, z2 = z[:b], z[b:]
+    q_mix = model.encoder(m.x)  # [B, D], its own pass
+
+    def direction(q: Tensor, k: Tensor) -> Tensor:
+        return unmix_combine(
+            model.plain_loss(q, k),
+            model.plain_loss(q_mix, k),
+            model.plain_loss(q_mix.flip(0), k),
+            lam,
+        )
+
+    return both_directions(direction, z1, z2, model.symmetric)

@@ -16,15 +16,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from imix_sweeps.contracts import MethodHooks
 from imix_sweeps.losses import mixco_loss, nt_xent_loss, unmix_combine
 from imix_sweeps.methods.common import Encoder, StepOut
 from imix_sweeps.methods.family import check_family, unmix_lam
 from imix_sweeps.mix import MixStrategy, apply_input_mix
 
-FAMILIES = ("none", "unmix", "mixco")
 
+class SimCLR(MethodHooks, nn.Module):
+    families = ("none", "unmix", "mixco")
 
-class SimCLR(nn.Module):
     def __init__(
         self,
         *,
@@ -37,7 +38,7 @@ class SimCLR(nn.Module):
         separate_passes: bool,
     ) -> None:
         super().__init__()
-        check_family("simclr", mix, FAMILIES)
+        check_family("simclr", mix, self.families)
         self.separate_passes = separate_passes
         self.encoder = Encoder(backbone, head)
         self.mix = mix

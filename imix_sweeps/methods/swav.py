@@ -19,15 +19,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from imix_sweeps.contracts import MethodHooks
 from imix_sweeps.losses import sinkhorn, swav_swapped_loss, unmix_combine
 from imix_sweeps.methods.common import Encoder, StepOut
 from imix_sweeps.methods.family import check_family, unmix_lam
 from imix_sweeps.mix import MixStrategy, apply_input_mix
 
-FAMILIES = ("none", "unmix")
 
+class SwAV(MethodHooks, nn.Module):
+    families = ("none", "unmix")
 
-class SwAV(nn.Module):
     def __init__(
         self,
         *,
@@ -43,7 +44,7 @@ class SwAV(nn.Module):
         freeze_prototypes_steps: int,
     ) -> None:
         super().__init__()
-        check_family("swav", mix, FAMILIES)
+        check_family("swav", mix, self.families)
         self.encoder = Encoder(backbone, head)
         self.prototypes = nn.Linear(dim, num_prototypes, bias=False)
         self.mix = mix

@@ -1,0 +1,3 @@
+from imix_sweeps.bench.cli import main
+
+main()
