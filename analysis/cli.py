@@ -23,22 +23,13 @@ import pandas as pd
 
 from analysis import REPORTED_CSV
 from analysis.collect import COLUMNS, collect, load_runs, write
+from imix_sweeps.clihelp import HelpFormatter
 
 # Relative: outputs land under the directory the command runs in, never inside the install.
 DEFAULT_COLLECTED = Path("results") / "collected"
 DEFAULT_TABLES = Path("results") / "tables"
 DEFAULT_FIGURES = Path("results") / "figures"
 METRIC_CHOICES = ("linear_top1", "knn_top1", "fewshot_top1")
-
-
-class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown in every option's help, descriptions kept as written."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help or ""
-        if "(default" in text or action.default in (None, False, argparse.SUPPRESS):
-            return text  # said in the text already, or nothing to show (flags, optional values)
-        return super()._get_help_string(action)
 
 
 def _warn_missing(paths: list[str]) -> list[str]:
@@ -297,14 +288,16 @@ def cmd_mini_table1(a: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="imix-analysis", description=__doc__, formatter_class=_Help)
+    ap = argparse.ArgumentParser(
+        prog="imix-analysis", description=__doc__, formatter_class=HelpFormatter
+    )
     ap.add_argument("--reported", default=str(REPORTED_CSV), help="reported top-1 CSV")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     c = sub.add_parser(
         "collect",
         help="run dirs -> runs.{parquet,csv}, issues.csv, curves",
-        formatter_class=_Help,
+        formatter_class=HelpFormatter,
         description="Read every results.json (and metrics.jsonl) under the given directories.",
     )
     c.add_argument("run_dirs", nargs="+", help="sweep / run output directories (missing: warned)")
@@ -317,7 +310,7 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser(
         "table",
         help="a table of your own runs (--rows/--cols) or a paper's table (--paper)",
-        formatter_class=_Help,
+        formatter_class=HelpFormatter,
         description=(
             "Own runs: imix-analysis table --runs multirun/mine --rows method --cols mix "
             "[--metric knn_top1] [--where domain=digits seed=0,1]: mean ± std (n) per cell, "
@@ -358,7 +351,7 @@ def parser() -> argparse.ArgumentParser:
     st = sub.add_parser(
         "status",
         help="per sweep and cell: ok / running / failed / preempted / lost, reasons, time left",
-        formatter_class=_Help,
+        formatter_class=HelpFormatter,
         description=(
             "A running run whose heartbeat (else results.json / metrics.jsonl mtime) is older "
             "than 3 x its heartbeat interval (at least 5 minutes) is shown as lost."
@@ -368,7 +361,9 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--max-cells", type=int, default=200, help="cells listed per sweep")
     st.set_defaults(fn=cmd_status)
 
-    s = sub.add_parser("summary", help="verdict for every reported cell", formatter_class=_Help)
+    s = sub.add_parser(
+        "summary", help="verdict for every reported cell", formatter_class=HelpFormatter
+    )
     s.add_argument("--paper", help="only this paper's cells")
     s.add_argument("--runs", nargs="+", help=runs_help)
     s.add_argument("--tol", type=float, default=0.5, help="band (pp) where the paper prints no std")
@@ -377,7 +372,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_summary)
 
     p = sub.add_parser(
-        "plot", help="top-1 vs epochs, learning curves, i-Mix gain", formatter_class=_Help
+        "plot", help="top-1 vs epochs, learning curves, i-Mix gain", formatter_class=HelpFormatter
     )
     p.add_argument("--runs", nargs="+", help=runs_help)
     p.add_argument("--curves", help="curves.parquet/csv (default: beside the runs)")
@@ -414,14 +409,14 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_plot)
 
     ls = sub.add_parser(
-        "list", help="reported tables and the sweeps that run them", formatter_class=_Help
+        "list", help="reported tables and the sweeps that run them", formatter_class=HelpFormatter
     )
     ls.set_defaults(fn=cmd_list)
 
     mt = sub.add_parser(
         "mini-table1",
         help="the CPU mini Table 1 (paired tests) and gain plot",
-        formatter_class=_Help,
+        formatter_class=HelpFormatter,
     )
     mt.add_argument("--runs", nargs="+", help=runs_help)
     mt.add_argument(

@@ -41,7 +41,30 @@ def _left_out(issues) -> str:
     )
 
 
-class SweepTable(Callback):
+class _TableAtEnd(Callback):
+    """Renders a table of the sweep's runs when the multirun ends, prints it and writes it to
+    ``<sweep dir>/<filename>``; a failure is logged, never raised (the table is a convenience)."""
+
+    filename: str
+
+    def render(self, sweep_dir: Path) -> str:
+        raise NotImplementedError
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        try:
+            text = self.render(sweep_dir)
+            (sweep_dir / self.filename).write_text(text)
+        except Exception as e:
+            log.error(
+                "%s for %s failed: %s: %s", type(self).__name__, sweep_dir, type(e).__name__, e
+            )
+            return
+        print("\n" + text, flush=True)
+        log.info("wrote %s", sweep_dir / self.filename)
+
+
+class SweepTable(_TableAtEnd):
     """Mean ± std (n) per cell of the swept axes, Δ against mix=none; see the module doc."""
 
     def __init__(self, filename: str = "summary.md", metrics: list[str] | None = None):
@@ -67,19 +90,8 @@ class SweepTable(Callback):
             parts.append(grid_table(runs, rows, cols, metric=self.metrics[0]).markdown())
         return text + "\n".join(parts) + _left_out(c.issues)
 
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(str(config.hydra.sweep.dir))
-        try:
-            text = self.render(sweep_dir)
-            (sweep_dir / self.filename).write_text(text)
-        except Exception as e:  # the table is a convenience; never fail the sweep over it
-            log.error("sweep table for %s failed: %s: %s", sweep_dir, type(e).__name__, e)
-            return
-        print("\n" + text, flush=True)
-        log.info("wrote %s", sweep_dir / self.filename)
 
-
-class SummaryTable(Callback):
+class SummaryTable(_TableAtEnd):
     def __init__(self, baseline: str = "none", mixed: str = "imixup", filename: str = "summary.md"):
         self.baseline = baseline
         self.mixed = mixed
@@ -99,14 +111,3 @@ class SummaryTable(Callback):
                 f"- {r.kind}: {Path(r.path).name}: {r.detail}\n" for r in shown.itertuples()
             )
         return text
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(str(config.hydra.sweep.dir))
-        try:
-            text = self.render(sweep_dir)
-            (sweep_dir / self.filename).write_text(text)
-        except Exception as e:  # the table is a convenience; never fail the sweep over it
-            log.error("summary table for %s failed: %s: %s", sweep_dir, type(e).__name__, e)
-            return
-        print("\n" + text, flush=True)
-        log.info("wrote %s", sweep_dir / self.filename)

@@ -33,22 +33,13 @@ from hydra.types import HydraContext, RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from imix_sweeps.clihelp import HelpFormatter
 from imix_sweeps.config import CONF_DIR, ConfigError, validate
 from launchers import estimate as est
 from launchers._private import Callbacks, Hydra, create_config_search_path, expand_sweep
 from launchers.sweep import PlannedRun, Sweep
 
 PRESETS = ("slurm", "slurm_cpu", "local")
-
-
-class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown in every option's help, the description kept as written."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help or ""
-        if "(default" in text or action.default in (None, False, argparse.SUPPRESS):
-            return text  # said in the text already, or nothing to show (flags, optional values)
-        return super()._get_help_string(action)
 
 
 def _no_task(cfg: DictConfig) -> None:  # the jobs call imix_sweeps.run.run themselves
@@ -211,14 +202,14 @@ def _main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m launchers",
         description=__doc__,
-        formatter_class=_Help,
+        formatter_class=HelpFormatter,
     )
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sp = sub.add_parser(
         "submit",
         help="submit the runs of OVERRIDES (one job per run)",
         description=__doc__,
-        formatter_class=_Help,
+        formatter_class=HelpFormatter,
     )
     sp.add_argument("--launcher", default="slurm", choices=PRESETS, help="launcher preset")
     sp.add_argument(
