@@ -275,14 +275,14 @@ def cmd_list(a: argparse.Namespace) -> int:
 
 
 def cmd_mini_table1(a: argparse.Namespace) -> int:
-    from analysis.mini_table1 import mini_table1, write
+    from analysis.mini_table1 import metric_dir, mini_table1, write
 
     runs = _runs(a.runs)
     for metric in a.metric:
         t = mini_table1(runs, metric=metric)
         print(t.markdown())
         if a.out:
-            out = Path(a.out) / ("" if metric == "linear_top1" else metric)
+            out = metric_dir(a.out, metric)
             print("wrote " + ", ".join(str(p) for p in write(t, out)) + "\n")
     return 0
 

@@ -446,6 +446,17 @@ def effective_status(record: dict, now: float) -> str:
     return "lost" if now - last > lost_after(record) else "running"
 
 
+def left_out(issues: pd.DataFrame) -> str:
+    """The markdown lines under a sweep's table that name the runs it left out (every issue but
+    superseded duplicates); empty when there are none."""
+    shown = issues[issues["kind"] != "duplicate"]
+    if not len(shown):
+        return ""
+    return "\nRuns left out:\n\n" + "".join(
+        f"- {r.kind}: {Path(r.path).name}: {r.detail}\n" for r in shown.itertuples()
+    )
+
+
 def write(c: Collected, out_dir: str | os.PathLike) -> list[Path]:
     """``runs.{parquet,csv}``, ``issues.csv`` and ``curves.{parquet,csv}`` in ``out_dir``."""
     out = Path(out_dir)

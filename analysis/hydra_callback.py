@@ -32,15 +32,6 @@ from omegaconf import DictConfig
 log = logging.getLogger(__name__)
 
 
-def _left_out(issues) -> str:
-    shown = issues[issues["kind"] != "duplicate"]
-    if not len(shown):
-        return ""
-    return "\nRuns left out:\n\n" + "".join(
-        f"- {r.kind}: {Path(r.path).name}: {r.detail}\n" for r in shown.itertuples()
-    )
-
-
 class _TableAtEnd(Callback):
     """Renders a table of the sweep's runs when the multirun ends, prints it and writes it to
     ``<sweep dir>/<filename>``; a failure is logged, never raised (the table is a convenience)."""
@@ -72,14 +63,14 @@ class SweepTable(_TableAtEnd):
         self.metrics = list(metrics or ("linear_top1", "fewshot_top1", "knn_top1"))
 
     def render(self, sweep_dir: Path) -> str:
-        from analysis.collect import collect
+        from analysis.collect import collect, left_out
         from analysis.grid import grid_table, sweep_axes
 
         c = collect([sweep_dir], curves=False)
         text = f"## Sweep summary: {sweep_dir}\n\n"
         runs = c.runs
         if runs.empty:
-            return text + "No runs found.\n" + _left_out(c.issues)
+            return text + "No runs found.\n" + left_out(c.issues)
         rows, cols = sweep_axes(runs)
         parts = []
         for m in self.metrics:
@@ -88,7 +79,7 @@ class SweepTable(_TableAtEnd):
             parts.append(grid_table(runs, rows, cols, metric=m).markdown())
         if not parts:  # nothing finished: still show where each cell stands
             parts.append(grid_table(runs, rows, cols, metric=self.metrics[0]).markdown())
-        return text + "\n".join(parts) + _left_out(c.issues)
+        return text + "\n".join(parts) + left_out(c.issues)
 
 
 class SummaryTable(_TableAtEnd):
@@ -98,16 +89,11 @@ class SummaryTable(_TableAtEnd):
         self.filename = filename
 
     def render(self, sweep_dir: Path) -> str:
-        from analysis.collect import collect
+        from analysis.collect import collect, left_out
         from analysis.tables import demo_table
 
         c = collect([sweep_dir], curves=False)
         text = f"## Sweep summary: {sweep_dir}\n\n" + demo_table(
             c.runs, baseline=self.baseline, mixed=self.mixed
         )
-        shown = c.issues[c.issues["kind"] != "duplicate"]
-        if len(shown):
-            text += "\nRuns left out:\n\n" + "".join(
-                f"- {r.kind}: {Path(r.path).name}: {r.detail}\n" for r in shown.itertuples()
-            )
-        return text
+        return text + left_out(c.issues)

@@ -265,6 +265,11 @@ def plot_gain(table: MiniTable1, path: str | Path) -> Path:
     return path
 
 
+def metric_dir(out: str | Path, metric: str) -> Path:
+    """Where a metric's files go: ``out`` itself for linear top-1, ``out/<metric>`` otherwise."""
+    return Path(out) / ("" if metric == "linear_top1" else metric)
+
+
 def write(table: MiniTable1, out: str | Path) -> list[Path]:
     """``mini_table1.md``, ``mini_table1.csv`` and ``mini_table1_gain.png`` in ``out``."""
     out = Path(out)
@@ -278,17 +283,12 @@ def write(table: MiniTable1, out: str | Path) -> list[Path]:
 
 def render_sweep(sweep_dir: Path, metric: str = "linear_top1") -> tuple[MiniTable1, str]:
     """The table of every run under ``sweep_dir`` and its markdown, runs left out listed."""
-    from analysis.collect import collect
+    from analysis.collect import collect, left_out
 
     c = collect([sweep_dir], curves=False)
     table = mini_table1(c.runs, metric=metric)
     text = f"## Mini Table 1: {sweep_dir}\n\n" + table.markdown()
-    shown = c.issues[c.issues["kind"] != "duplicate"]
-    if len(shown):
-        text += "\nRuns left out:\n\n" + "".join(
-            f"- {r.kind}: {Path(r.path).name}: {r.detail}\n" for r in shown.itertuples()
-        )
-    return table, text
+    return table, text + left_out(c.issues)
 
 
 try:
@@ -310,7 +310,7 @@ class MiniTable1Callback(_Callback):  # type: ignore[misc,valid-type]
         for metric in self.metrics:
             try:
                 table, text = render_sweep(sweep_dir, metric)
-                out = sweep_dir / "mini_table1" / ("" if metric == "linear_top1" else metric)
+                out = metric_dir(sweep_dir / "mini_table1", metric)
                 written = write(table, out)
             except Exception as e:  # the table is a convenience; never fail the sweep over it
                 log.error("mini table 1 for %s failed: %s: %s", sweep_dir, type(e).__name__, e)
